@@ -1,0 +1,413 @@
+"""IT users: creation, changes, passwords, roles, and the last-local-admin rule.
+
+Every write goes through here so that the password policy, the audit log and the change feed can
+never be bypassed by a route.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from gatehouse.domain import audit, changes, passwords
+from gatehouse.domain.audit import Actor
+from gatehouse.domain.errors import Conflict, InvalidInput, LastAdminError, NotFound
+from gatehouse.domain.idp_state import password_policy
+from gatehouse.store.models import Environment, Role, RoleAssignment, User, utcnow
+from gatehouse.store.models import Session as SessionRow
+
+ROLE_NAMES = ("Administrator", "Developer", "Viewer")
+_USERNAME_RE = re.compile(r"^[^\W_][\w.@+-]*$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+USERNAME_MAX = 150
+
+
+def username_key(username: str) -> str:
+    """The comparison key: NFKC, casefolded, NFKC again (casefold can denormalise)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+
+
+def validate_username(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise InvalidInput("The username must be a string.", code="invalid_username")
+    name = unicodedata.normalize("NFKC", raw)
+    if not name or len(name) > USERNAME_MAX:
+        raise InvalidInput(
+            f"The username must be 1 to {USERNAME_MAX} characters long.", code="invalid_username"
+        )
+    if not _USERNAME_RE.match(name):
+        raise InvalidInput(
+            "The username may contain letters, digits and . _ - @ + and must start with a "
+            "letter or digit.",
+            code="invalid_username",
+        )
+    return name
+
+
+def email_key(email: str | None) -> str | None:
+    return unicodedata.normalize("NFKC", email).casefold() if email else None
+
+
+def validate_email(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    value = raw.strip()
+    if len(value) > 320 or not _EMAIL_RE.match(value):
+        raise InvalidInput("The email address is not valid.", code="invalid_email")
+    return value
+
+
+def validate_display_name(raw: str | None) -> str:
+    value = (raw or "").strip()
+    if len(value) > 200 or any(unicodedata.category(c) == "Cc" for c in value):
+        raise InvalidInput(
+            "The display name must be at most 200 printable characters.", code="invalid_input"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    role: str
+    environment: str | None = None  # None: every environment
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"role": self.role, "environment": self.environment}
+
+
+def list_roles(db: Session) -> list[Role]:
+    return list(db.scalars(select(Role).order_by(Role.id)))
+
+
+def get_user(db: Session, user_id: int) -> User:
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.")
+    return user
+
+
+def find_by_username(db: Session, username: str) -> User | None:
+    return db.scalar(select(User).where(User.username_key == username_key(username)))
+
+
+def effective_roles(user: User) -> list[RoleGrant]:
+    grants = [
+        RoleGrant(a.role.name, a.environment.name if a.environment else None)
+        for a in user.assignments
+    ]
+    if user.local_admin and RoleGrant("Administrator") not in grants:
+        grants.insert(0, RoleGrant("Administrator"))
+    return sorted(set(grants), key=lambda g: (g.environment or "", g.role))
+
+
+def is_admin(user: User) -> bool:
+    """Administrators everywhere: local admins, and holders of the global Administrator role."""
+    return user.local_admin or any(
+        a.role.name == "Administrator" and a.environment_id is None for a in user.assignments
+    )
+
+
+def _bump(db: Session, user: User) -> None:
+    db.flush()
+    changes.touch(db, "user", user.id)
+
+
+def enabled_local_admins(db: Session) -> int:
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.local_admin.is_(True), User.status == "active")
+        )
+        or 0
+    )
+
+
+def _guard_last_admin(db: Session, user: User, what: str) -> None:
+    if user.local_admin and user.status == "active" and enabled_local_admins(db) <= 1:
+        raise LastAdminError(
+            f"{user.username} is the last enabled local admin and cannot be {what}: "
+            "create or enable another local admin first, so the organisation is never locked out."
+        )
+
+
+def create_user(
+    db: Session,
+    actor: Actor,
+    *,
+    username: str,
+    email: str | None = None,
+    display_name: str | None = None,
+    password: str | None = None,
+    local_admin: bool = False,
+    roles: Sequence[RoleGrant] = (),
+    must_change_password: bool = False,
+) -> User:
+    name = validate_username(username)
+    key = username_key(name)
+    email = validate_email(email)
+    policy = password_policy(db)
+    policy.check_create(local_admin=local_admin, password=password)
+    if password is not None:
+        passwords.check_strength(password, name)
+    if db.scalar(select(User.id).where(User.username_key == key)) is not None:
+        raise Conflict(f"A user named {name!r} already exists.", code="username_taken")
+    user = User(
+        username=name,
+        username_key=key,
+        email=email,
+        email_key=email_key(email),
+        display_name=validate_display_name(display_name) or name,
+        local_admin=local_admin,
+        password_hash=passwords.hash_password(password) if password is not None else None,
+        must_change_password=must_change_password,
+        status="active",
+    )
+    db.add(user)
+    db.flush()
+    if roles:
+        _apply_roles(db, user, roles)
+    _bump(db, user)
+    audit.record(
+        db,
+        actor,
+        "user.create",
+        target_type="user",
+        target_id=user.id,
+        details={
+            "username": user.username,
+            "local_admin": local_admin,
+            "with_password": password is not None,
+            "roles": [g.as_dict() for g in roles],
+        },
+    )
+    return user
+
+
+def update_user(
+    db: Session,
+    actor: Actor,
+    user: User,
+    *,
+    email: str | None = None,
+    display_name: str | None = None,
+    status: Literal["active", "disabled"] | None = None,
+    local_admin: bool | None = None,
+    fields_set: frozenset[str] = frozenset(),
+) -> User:
+    changed: dict[str, object] = {}
+    if "email" in fields_set and email != user.email:
+        user.email = validate_email(email)
+        user.email_key = email_key(user.email)
+        changed["email"] = user.email
+    if "display_name" in fields_set and display_name is not None:
+        value = validate_display_name(display_name) or user.username
+        if value != user.display_name:
+            user.display_name = value
+            changed["display_name"] = value
+    if "status" in fields_set and status is not None and status != user.status:
+        if status == "disabled":
+            _guard_last_admin(db, user, "disabled")
+        user.status = status
+        changed["status"] = status
+    if "local_admin" in fields_set and local_admin is not None and local_admin != user.local_admin:
+        if not local_admin:
+            _guard_last_admin(db, user, "demoted")
+        user.local_admin = local_admin
+        changed["local_admin"] = local_admin
+    if not changed:
+        return user
+    user.updated_at = utcnow()
+    _bump(db, user)
+    if changed.get("status") == "disabled":
+        end_sessions(db, user_ids=[user.id], reason="user_disabled")
+    if changed.get("local_admin") is False and password_policy(db).oidc_active:
+        end_sessions(db, user_ids=[user.id], reason="demoted", method="password")
+    audit.record(
+        db,
+        actor,
+        "user.update",
+        target_type="user",
+        target_id=user.id,
+        details={"username": user.username, "changed": changed},
+    )
+    return user
+
+
+def set_password(
+    db: Session, actor: Actor, user: User, password: str, *, must_change: bool = False
+) -> None:
+    password_policy(db).check_set(local_admin=user.local_admin)
+    passwords.check_strength(password, user.username)
+    user.password_hash = passwords.hash_password(password)
+    user.must_change_password = must_change
+    user.updated_at = utcnow()
+    audit.record(
+        db,
+        actor,
+        "user.password_set",
+        target_type="user",
+        target_id=user.id,
+        details={"username": user.username, "by_self": actor.user_id == user.id},
+    )
+
+
+def delete_user(db: Session, actor: Actor, user: User) -> None:
+    _guard_last_admin(db, user, "deleted")
+    user_id, username = user.id, user.username
+    end_sessions(db, user_ids=[user_id], reason="user_deleted")
+    db.delete(user)
+    db.flush()
+    changes.touch(db, "user", user_id)
+    audit.record(
+        db,
+        actor,
+        "user.delete",
+        target_type="user",
+        target_id=user_id,
+        details={"username": username},
+    )
+
+
+def _apply_roles(db: Session, user: User, grants: Sequence[RoleGrant]) -> None:
+    roles = {r.name.casefold(): r for r in db.scalars(select(Role))}
+    envs = {e.name.casefold(): e for e in db.scalars(select(Environment))}
+    wanted: list[tuple[Role, Environment | None]] = []
+    for grant in grants:
+        role = roles.get(grant.role.casefold())
+        if role is None:
+            raise InvalidInput(
+                f"Unknown role {grant.role!r}; choose one of {', '.join(ROLE_NAMES)}.",
+                code="unknown_role",
+            )
+        env = None
+        if grant.environment is not None:
+            env = envs.get(grant.environment.casefold())
+            if env is None:
+                raise InvalidInput(
+                    f"Unknown environment {grant.environment!r}.", code="unknown_environment"
+                )
+        if (role, env) not in wanted:
+            wanted.append((role, env))
+    user.assignments.clear()
+    db.flush()
+    for role, env in wanted:
+        user.assignments.append(
+            RoleAssignment(
+                role=role,
+                role_id=role.id,
+                environment=env,
+                environment_id=env.id if env else None,
+                scope_key=f"env:{env.id}" if env else "global",
+            )
+        )
+    db.flush()
+
+
+def set_roles(db: Session, actor: Actor, user: User, grants: Sequence[RoleGrant]) -> None:
+    before = [g.as_dict() for g in effective_roles(user)]
+    _apply_roles(db, user, grants)
+    user.updated_at = utcnow()
+    _bump(db, user)
+    audit.record(
+        db,
+        actor,
+        "user.roles",
+        target_type="user",
+        target_id=user.id,
+        details={
+            "username": user.username,
+            "before": before,
+            "after": [g.as_dict() for g in grants],
+        },
+    )
+
+
+def end_sessions(
+    db: Session,
+    *,
+    user_ids: Sequence[int] | None = None,
+    reason: str,
+    method: str | None = None,
+    exclude_local_admins: bool = False,
+) -> int:
+    """Revoke console sessions (all of some users, or all password sessions …)."""
+    stmt = select(SessionRow).where(SessionRow.revoked_at.is_(None))
+    if user_ids is not None:
+        stmt = stmt.where(SessionRow.user_id.in_(list(user_ids)))
+    if method is not None:
+        stmt = stmt.where(SessionRow.method == method)
+    count = 0
+    now = utcnow()
+    for row in db.scalars(stmt):
+        if exclude_local_admins:
+            owner = db.get(User, row.user_id)
+            if owner is not None and owner.local_admin:
+                continue
+        row.revoked_at = now
+        row.revoked_reason = reason
+        count += 1
+    return count
+
+
+SortKey = Literal[
+    "username",
+    "-username",
+    "created_at",
+    "-created_at",
+    "last_sign_in_at",
+    "-last_sign_in_at",
+    "email",
+    "-email",
+]
+
+
+def search_users(
+    db: Session,
+    *,
+    q: str | None = None,
+    status: str | None = None,
+    sort: str = "username",
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[list[User], int]:
+    """A page of users; ``q`` matches the start of username, email or display name."""
+    stmt = select(User)
+    if q:
+        term = username_key(q.strip())
+        like = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(
+            or_(
+                User.username_key.like(like, escape="\\"),
+                User.email_key.like(like, escape="\\"),
+                func.lower(User.display_name).like(like, escape="\\"),
+            )
+        )
+    if status:
+        stmt = stmt.where(User.status == status)
+    total = int(db.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    column = {
+        "username": User.username_key,
+        "created_at": User.created_at,
+        "last_sign_in_at": User.last_sign_in_at,
+        "email": User.email_key,
+    }.get(sort.lstrip("-"))
+    if column is None:
+        raise InvalidInput(
+            "sort must be one of username, email, created_at, last_sign_in_at "
+            "(prefix with - for descending).",
+        )
+    order = column.desc() if sort.startswith("-") else column.asc()
+    stmt = stmt.order_by(order, User.id).offset((page - 1) * per_page).limit(per_page)
+    return list(db.scalars(stmt)), total
+
+
+def mark_signed_in(user: User, when: datetime | None = None) -> None:
+    user.last_sign_in_at = when or utcnow()

@@ -1,0 +1,154 @@
+"""Every ``GATEHOUSE_*`` setting, in one place.
+
+Settings come from the environment (pydantic-settings). Gatehouse starts with no setting at all:
+data lives in ``./.gatehouse`` and the secret key is generated into a 0600 file there.
+Unsafe combinations (an http public URL that is not loopback without
+``GATEHOUSE_ALLOW_INSECURE_HTTP``) are refused at start-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is unsafe or inconsistent; the message says which and why."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost`` — the only hosts where http is tolerated."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Gatehouse configuration. Each field maps to ``GATEHOUSE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEHOUSE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".gatehouse"),
+        description="Directory for the SQLite database, the generated key file and "
+        "the initial admin password file.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: sqlite file gatehouse.db in the data dir. "
+        "PostgreSQL: postgresql+psycopg://user:pass@host/db.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="External base URL; redirect URIs and token audiences are built from it.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Key that encrypts secrets at rest and signs CSRF tokens. Default: a random "
+        "key generated once into DATA_DIR/secret.key (mode 0600).",
+    )
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="Allow http:// for the public URL and the IdP, only on loopback addresses "
+        "(development and tests).",
+    )
+    role: Literal["console", "environment"] = Field(
+        default="console", description="console (source of truth) or environment (syncs)."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `gatehouse serve` binds to.")
+    port: int = Field(default=8000, description="Port `gatehouse serve` listens on.")
+    session_idle_minutes: int = Field(
+        default=30, ge=1, description="A console session ends after this much inactivity."
+    )
+    session_max_hours: float = Field(
+        default=12, gt=0, description="Absolute lifetime of a console session."
+    )
+    access_token_minutes: int = Field(
+        default=10, ge=1, le=60, description="Lifetime of Gatehouse access tokens (bearer)."
+    )
+    lockout_attempts: int = Field(
+        default=5, ge=1, description="Failed password attempts per account before lockout."
+    )
+    lockout_minutes: int = Field(
+        default=5, ge=1, description="Window (and lockout duration) for failed attempts."
+    )
+    ip_throttle_attempts: int = Field(
+        default=20, ge=1, description="Failed password attempts per client IP within the window."
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated proxy addresses whose X-Forwarded-For is trusted.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+    console_url: str | None = Field(
+        default=None, description="Environment role: the console to sync from."
+    )
+    join_token: str | None = Field(
+        default=None, description="Environment role: one-time join token from the console."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Optional Redis for shared rate limits across replicas."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def check(self) -> None:
+        """Refuse unsafe defaults; called once at start-up."""
+        parts = urlsplit(self.public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(
+                f"GATEHOUSE_PUBLIC_URL must be an http(s) URL, not {self.public_url!r}"
+            )
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise SettingsError(
+                "GATEHOUSE_PUBLIC_URL uses http on a non-loopback host; use https "
+                "(http is only allowed on 127.0.0.1/localhost)."
+            )
+
+    @property
+    def https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gatehouse.db').resolve()}"
+
+    @cached_property
+    def resolved_secret_key(self) -> bytes:
+        """The secret key bytes; generated into DATA_DIR/secret.key (0600) when unset."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings.check()
+    return settings

@@ -1,0 +1,191 @@
+"""The app factory: routes, error mapping in one place, and the security middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from gatehouse import __version__
+from gatehouse.domain.errors import DomainError, TooManyAttempts
+from gatehouse.metrics import ERRORS
+from gatehouse.runtime import Runtime
+from gatehouse.settings import Settings, load_settings
+from gatehouse.web.console.forms import LoginRequired
+from gatehouse.web.middleware import SecurityMiddleware
+from gatehouse.web.templating import render_error
+
+log = logging.getLogger("gatehouse.web")
+STATIC = Path(__file__).parent / "static"
+
+
+def wants_json(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith("/api/") or path.startswith("/auth/verify"):
+        return True
+    if path.startswith("/auth/oidc/backchannel-logout"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def error_response(
+    request: Request, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    ERRORS.labels(status=str(status), error=code).inc()
+    if wants_json(request):
+        return JSONResponse(
+            {"error": code, "detail": detail},
+            status_code=status,
+            headers={"Cache-Control": "no-store", **(headers or {})},
+        )
+    return render_error(request, status, code, detail, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        msg = err.get("msg", "is invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "is not a known field"
+        parts.append(f"{loc or 'body'}: {msg}")
+    return "; ".join(parts) or "The request is not valid."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(exc.detail, status_code=303)
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        headers = None
+        if isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after)}
+        if exc.status == 401 and wants_json(request):
+            headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="gatehouse"'}
+        return error_response(request, exc.status, exc.code, exc.detail, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(request, 422, "invalid_request", _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        detail = exc.detail if isinstance(exc.detail, str) else "Request refused."
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "There is nothing at this address."
+        return error_response(
+            request,
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            detail,
+            dict(exc.headers) if exc.headers else None,
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _db_down(request: Request, exc: Exception) -> Response:
+        log.error("database error: %s", type(exc).__name__)
+        return error_response(
+            request,
+            503,
+            "database_unavailable",
+            "The database is not reachable right now; nothing was changed. Try again shortly.",
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            request,
+            500,
+            "internal_error",
+            "Something went wrong on our side; it has been logged. Nothing was changed.",
+        )
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the ASGI app. ``runtime.start()`` (migrations, keys) runs at start-up."""
+    if runtime is None:
+        runtime = Runtime(settings or load_settings())
+    rt = runtime
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not getattr(rt, "_started", False):
+            rt.start()
+            rt._started = True  # type: ignore[attr-defined]
+        for hook in app.state.startup_hooks:
+            hook(app)
+        yield
+        for hook in app.state.shutdown_hooks:
+            hook(app)
+
+    app = FastAPI(
+        title="Gatehouse",
+        version=__version__,
+        description="Single sign-on for IT users through your Identity Provider (OIDC).",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = rt
+    app.state.startup_hooks = []
+    app.state.shutdown_hooks = []
+    app.state.trusted_proxies = frozenset(
+        p.strip() for p in rt.settings.trusted_proxies.split(",") if p.strip()
+    )
+    install_error_handlers(app)
+    app.add_middleware(SecurityMiddleware, settings=rt.settings)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    from gatehouse.web import routes
+
+    routes.include_all(app)
+    _document_errors(app)
+    return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make /openapi.json describe our real error body instead of FastAPI's default 422 shape."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Error"] = {
+            "type": "object",
+            "required": ["error", "detail"],
+            "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+        }
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for path_item in schema.get("paths", {}).values():
+            for op in path_item.values():
+                if not isinstance(op, dict) or "responses" not in op:
+                    continue
+                responses = op["responses"]
+                if "422" in responses:
+                    responses["422"] = {"description": "Invalid request", **ref}
+                responses.setdefault("4XX", {"description": "Client error", **ref})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,45 @@
+"""The audit log page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gatehouse.domain import audit
+from gatehouse.web.console.forms import ConsoleAdmin
+from gatehouse.web.deps import RuntimeDep
+from gatehouse.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+PER_PAGE = 50
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    admin: ConsoleAdmin,
+    rt: RuntimeDep,
+    q: str = "",
+    outcome: str = "",
+    before_id: int | None = None,
+) -> Response:
+    with rt.db.session() as db:
+        stmt = audit.query(
+            q=q[:100] or None,
+            outcome=outcome if outcome in ("success", "failure") else None,
+            before_id=before_id,
+        )
+        rows = list(db.scalars(stmt.limit(PER_PAGE + 1)))
+    more = len(rows) > PER_PAGE
+    rows = rows[:PER_PAGE]
+    return render(
+        request,
+        "audit.html",
+        {
+            "title": "Audit log",
+            "rows": rows,
+            "q": q,
+            "outcome": outcome,
+            "next_before_id": rows[-1].id if more and rows else None,
+        },
+    )

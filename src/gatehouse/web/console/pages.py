@@ -1,0 +1,12 @@
+"""All console routers, combined."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gatehouse.web.console import audit, auth, users
+
+router = APIRouter(include_in_schema=False)
+router.include_router(auth.router)
+router.include_router(users.router)
+router.include_router(audit.router)

@@ -1,0 +1,84 @@
+"""CSRF protection for every state-changing form and cookie-authenticated API call.
+
+Signed-in browsers: the token is an HMAC of the session's own CSRF secret (rotates with the
+session). Anonymous forms (the sign-in form): an HMAC of a random pre-session cookie
+(double-submit). Tokens are compared in constant time; the Origin header, when sent, must be ours.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gatehouse.domain.crypto import random_token
+from gatehouse.domain.errors import Forbidden
+
+if TYPE_CHECKING:
+    from gatehouse.web.principal import Principal
+
+PRE_COOKIE = "gatehouse_pre"
+
+
+def _box(request: Request) -> Any:
+    return request.app.state.runtime.box
+
+
+def token_for(request: Request, principal: Principal | None) -> str:
+    box = _box(request)
+    if principal is not None and principal.csrf_secret:
+        return str(box.sign("s:" + principal.csrf_secret))
+    pre = request.cookies.get(PRE_COOKIE) or getattr(request.state, "new_pre_cookie", None)
+    if not pre:
+        pre = random_token(18)
+        request.state.new_pre_cookie = pre
+    return str(box.sign("p:" + pre))
+
+
+def set_pre_cookie(request: Request, response: Response) -> None:
+    """Send the pre-session cookie minted while rendering an anonymous form."""
+    value = getattr(request.state, "new_pre_cookie", None)
+    if value:
+        rt = request.app.state.runtime
+        response.set_cookie(
+            PRE_COOKIE,
+            value,
+            httponly=True,
+            samesite="lax",
+            secure=rt.settings.https,
+            path="/",
+        )
+
+
+def _origin_ok(request: Request) -> bool:
+    """Browsers send Origin on cross-site POSTs; when present it must be our public origin."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    want = urlsplit(request.app.state.runtime.settings.public_url)
+    got = urlsplit(origin)
+    return (got.scheme, got.netloc) == (want.scheme, want.netloc)
+
+
+def verify(request: Request, principal: Principal | None, submitted: str | None) -> None:
+    if not _origin_ok(request):
+        raise Forbidden("The request came from another site.", code="csrf_failed")
+    box = _box(request)
+    candidates: list[str] = []
+    if principal is not None and principal.csrf_secret:
+        candidates.append(box.sign("s:" + principal.csrf_secret))
+    pre = request.cookies.get(PRE_COOKIE)
+    if pre:
+        candidates.append(box.sign("p:" + pre))
+    if not submitted or not any(hmac.compare_digest(submitted, c) for c in candidates):
+        raise Forbidden(
+            "The form expired or did not come from this site. Reload the page and try again.",
+            code="csrf_failed",
+        )
+
+
+def check_csrf_header(request: Request, principal: Principal) -> None:
+    verify(request, principal, request.headers.get("x-csrf-token"))

@@ -1,0 +1,146 @@
+"""FastAPI dependencies: the runtime, a database unit of work, and who the caller is.
+
+``CurrentUser`` / ``CurrentAdmin`` resolve a bearer token (Gatehouse access token, or an API
+token) or the session cookie. Cookie-authenticated unsafe API calls must carry the session's CSRF
+token in ``X-CSRF-Token``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from gatehouse.domain import sessions
+from gatehouse.domain.audit import Actor
+from gatehouse.domain.crypto import sha256_hex
+from gatehouse.domain.errors import Forbidden, Unauthenticated
+from gatehouse.runtime import Runtime
+from gatehouse.web.csrf import check_csrf_header
+from gatehouse.web.net import client_ip
+from gatehouse.web.principal import ALL_SCOPES, Principal
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    with get_runtime(request).db.session() as db:
+        yield db
+
+
+#: Function-scoped: the unit of work commits before the response is sent, so a failed commit
+#: becomes an error response instead of a success that was never stored.
+DbDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def session_cookie_name(rt: Runtime) -> str:
+    return "__Host-gatehouse_session" if rt.settings.https else "gatehouse_session"
+
+
+def resolve_principal(request: Request) -> Principal | None:
+    """The caller, or None. Cached on the request."""
+    if "principal" in request.state._state:
+        cached: Principal | None = request.state.principal
+        return cached
+    rt = get_runtime(request)
+    principal: Principal | None = None
+    auth = request.headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(
+                "Use an Authorization header of the form 'Bearer <token>'.", code="invalid_token"
+            )
+        principal = _bearer_principal(request, rt, token.strip())
+    else:
+        raw = request.cookies.get(session_cookie_name(rt))
+        if raw:
+            with rt.db.session() as db:
+                found = sessions.load_session(db, raw, rt.session_limits)
+                row = found[0] if found is not None else None
+            # Outside the unit of work: never two sessions at once (SQLite has one writer).
+            principal_user = rt.users.get(row.user_id) if row is not None else None
+            if row is not None and principal_user is not None and principal_user.active:
+                principal = Principal(
+                    user=principal_user,
+                    method="session",
+                    session_hash=row.id_hash,
+                    csrf_secret=row.csrf_secret,
+                    session_method=row.method,
+                )
+    request.state.principal = principal
+    return principal
+
+
+def _bearer_principal(request: Request, rt: Runtime, token: str) -> Principal:
+    hook = getattr(request.app.state, "api_token_auth", None)
+    if token.startswith("gth_") and hook is not None:
+        result: Principal = hook(request, token)
+        return result
+    claims = rt.tokens.verify(token)
+    try:
+        user_id = int(claims["sub"])
+    except (TypeError, ValueError) as exc:
+        raise Unauthenticated("The access token is invalid.", code="invalid_token") from exc
+    user = rt.users.get(user_id)
+    if user is None or not user.active:
+        raise Unauthenticated(
+            "This account is disabled or no longer exists.", code="account_disabled"
+        )
+    scopes = claims.get("scope")
+    granted = frozenset(scopes.split()) & ALL_SCOPES if isinstance(scopes, str) else ALL_SCOPES
+    return Principal(user=user, method="bearer", scopes=granted)
+
+
+def current_user(request: Request) -> Principal:
+    principal = resolve_principal(request)
+    if principal is None:
+        raise Unauthenticated("Sign in first: send a bearer token or a session cookie.")
+    if principal.method == "session" and request.method not in SAFE_METHODS:
+        check_csrf_header(request, principal)
+    if request.method not in SAFE_METHODS and "write" not in principal.scopes:
+        raise Forbidden(
+            "This token is read-only; it needs the 'write' scope.", code="insufficient_scope"
+        )
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def current_admin(principal: CurrentUser) -> Principal:
+    if not principal.user.is_admin:
+        raise Forbidden("Only administrators can do this.")
+    if "admin" not in principal.scopes:
+        raise Forbidden("This token lacks the 'admin' scope.", code="insufficient_scope")
+    return principal
+
+
+CurrentAdmin = Annotated[Principal, Depends(current_admin)]
+
+
+def actor_of(request: Request, principal: Principal | None) -> Actor:
+    ip = client_ip(request)
+    if principal is None:
+        return Actor.anonymous(ip)
+    return Actor(
+        principal.user.id,
+        principal.user.username,
+        ip,
+        local_admin=principal.user.local_admin,
+        is_admin=principal.user.is_admin,
+    )
+
+
+def session_hash_of(raw: str) -> str:
+    return sha256_hex(raw)
