@@ -1,0 +1,202 @@
+"""Discovery (OIDC Discovery 1.0) and the JWKS cache."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from oidc_testkit import ISSUER, FakeClock, FakeIdP, Keys, metadata_doc, public_jwk
+
+from gatehouse.oidc import (
+    ConfigurationError,
+    DiscoveryError,
+    IdPUnavailableError,
+    JWKSCache,
+    MetadataCache,
+    TokenValidationError,
+    check_issuer_url,
+    fetch_metadata,
+)
+
+# -- discovery ---------------------------------------------------------------------------------
+
+
+def test_discovery_fetches_and_types_metadata(idp: FakeIdP) -> None:
+    idp.doc["authorization_response_iss_parameter_supported"] = True
+    metadata = fetch_metadata(idp.client(), ISSUER, allow_insecure_http=False)
+    assert metadata.issuer == ISSUER
+    assert metadata.token_endpoint == f"{ISSUER}/token"
+    assert metadata.code_challenge_methods_supported == ("S256",)
+    assert metadata.authorization_response_iss_parameter_supported is True
+    assert metadata.raw["subject_types_supported"] == ["public"]
+    assert idp.requests[0].url == f"{ISSUER}/.well-known/openid-configuration"
+
+
+def test_discovery_rejected_when_issuer_trailing_slash_differs(idp: FakeIdP) -> None:
+    with pytest.raises(DiscoveryError) as info:
+        fetch_metadata(idp.client(), ISSUER + "/", allow_insecure_http=False)
+    assert info.value.error == "issuer_mismatch"
+    assert idp.requests[0].url == f"{ISSUER}/.well-known/openid-configuration"
+
+
+def test_discovery_issuer_with_path() -> None:
+    issuer = "https://login.example.com/realms/acme"
+    idp = FakeIdP(doc=metadata_doc(issuer))
+    idp.routes["/realms/acme/.well-known/openid-configuration"] = lambda r: httpx.Response(
+        200, json=idp.doc
+    )
+    metadata = fetch_metadata(idp.client(), issuer, allow_insecure_http=False)
+    assert metadata.issuer == issuer
+    assert idp.requests[0].url.path == "/realms/acme/.well-known/openid-configuration"
+
+
+def test_discovery_rejected_when_http_issuer() -> None:
+    with pytest.raises(ConfigurationError, match="insecure_url"):
+        check_issuer_url("http://idp.example.com", allow_insecure_http=False)
+    with pytest.raises(ConfigurationError, match="insecure_url"):
+        check_issuer_url("http://idp.example.com", allow_insecure_http=True)  # not loopback
+    with pytest.raises(ConfigurationError, match="insecure_url"):
+        check_issuer_url("http://127.0.0.1:8080", allow_insecure_http=False)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080", "http://127.9.9.9", "http://[::1]:9000/x", "http://localhost"]
+)
+def test_discovery_http_issuer_accepted_on_loopback_with_allow_insecure(url: str) -> None:
+    check_issuer_url(url, allow_insecure_http=True)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://idp.example.com?x=1", "https://idp.example.com#f", "ftp://idp", "https://"]
+)
+def test_discovery_rejected_when_issuer_has_query_fragment_or_bad_scheme(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        check_issuer_url(url, allow_insecure_http=False)
+
+
+def test_discovery_rejected_when_endpoint_is_http(idp: FakeIdP) -> None:
+    idp.doc["token_endpoint"] = "http://idp.example.com/token"
+    with pytest.raises(DiscoveryError, match="insecure_url"):
+        fetch_metadata(idp.client(), ISSUER, allow_insecure_http=False)
+
+
+def test_discovery_rejected_when_required_field_missing(idp: FakeIdP) -> None:
+    del idp.doc["jwks_uri"]
+    with pytest.raises(DiscoveryError, match="missing_metadata_field"):
+        fetch_metadata(idp.client(), ISSUER, allow_insecure_http=False)
+
+
+def test_discovery_5xx_is_idp_unavailable(idp: FakeIdP) -> None:
+    idp.routes["/.well-known/openid-configuration"] = lambda r: httpx.Response(502)
+    with pytest.raises(IdPUnavailableError):
+        fetch_metadata(idp.client(), ISSUER, allow_insecure_http=False)
+
+
+def test_discovery_network_error_is_idp_unavailable() -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("timeout", request=request)
+
+    client = httpx.Client(transport=httpx.MockTransport(fail))
+    with pytest.raises(IdPUnavailableError):
+        fetch_metadata(client, ISSUER, allow_insecure_http=False)
+
+
+def test_discovery_404_or_not_json_is_discovery_error(idp: FakeIdP) -> None:
+    idp.routes["/.well-known/openid-configuration"] = lambda r: httpx.Response(200, text="<html>")
+    with pytest.raises(DiscoveryError, match="discovery_failed"):
+        fetch_metadata(idp.client(), ISSUER, allow_insecure_http=False)
+    idp.routes["/.well-known/openid-configuration"] = lambda r: httpx.Response(404)
+    with pytest.raises(DiscoveryError, match="discovery_failed"):
+        fetch_metadata(idp.client(), ISSUER, allow_insecure_http=False)
+
+
+def test_metadata_cache_keeps_last_good_metadata_when_refresh_fails(idp: FakeIdP) -> None:
+    clock = FakeClock()
+    cache = MetadataCache(idp.client(), ISSUER, allow_insecure_http=False, ttl=3600, clock=clock)
+    first = cache.get()
+    assert cache.get() is first and idp.count("/.well-known/openid-configuration") == 1
+    idp.routes["/.well-known/openid-configuration"] = lambda r: httpx.Response(503)
+    clock.sleep(3601)
+    assert cache.get() is first
+    assert idp.count("/.well-known/openid-configuration") == 2
+    assert cache.get() is first  # retry waits
+    assert idp.count("/.well-known/openid-configuration") == 2
+
+
+def test_metadata_cache_raises_without_any_good_copy(idp: FakeIdP) -> None:
+    idp.routes["/.well-known/openid-configuration"] = lambda r: httpx.Response(503)
+    with pytest.raises(IdPUnavailableError):
+        MetadataCache(idp.client(), ISSUER, allow_insecure_http=False).get()
+
+
+# -- JWKS --------------------------------------------------------------------------------------
+
+
+def test_jwks_empty_set_never_cached(keys: Keys, idp: FakeIdP) -> None:
+    clock = FakeClock()
+    idp.jwks["keys"] = []
+    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks", clock=clock)
+    with pytest.raises(IdPUnavailableError):
+        jwks.get_key("rsa1", "RS256")
+    idp.jwks["keys"] = [public_jwk(keys.rsa)]
+    assert jwks.get_key("rsa1", "RS256").kid == "rsa1"  # fetched again at once: nothing cached
+    assert idp.count("/jwks") == 2
+
+
+def test_jwks_set_of_only_unusable_keys_is_not_cached(idp: FakeIdP) -> None:
+    idp.jwks["keys"] = [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}, {"kty": "XYZ"}]
+    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks")
+    with pytest.raises(IdPUnavailableError):
+        jwks.get_key("h", "RS256")
+    assert jwks.key_set is None
+
+
+def test_jwks_failed_refresh_keeps_old_keys(keys: Keys, idp: FakeIdP) -> None:
+    clock = FakeClock()
+    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks", lifetime=100, clock=clock)
+    assert jwks.get_key("rsa1", "RS256").kid == "rsa1"
+    idp.routes["/jwks"] = lambda r: httpx.Response(500)
+    clock.sleep(101)
+    assert jwks.get_key("rsa1", "RS256").kid == "rsa1"
+    assert idp.count("/jwks") == 2
+    idp.routes["/jwks"] = lambda r: httpx.Response(200, json={"keys": []})
+    clock.sleep(31)
+    assert jwks.get_key("rsa1", "RS256").kid == "rsa1"  # an empty answer replaces nothing
+
+
+def test_jwks_lifetime_triggers_refetch(keys: Keys, idp: FakeIdP) -> None:
+    clock = FakeClock()
+    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks", lifetime=100, clock=clock)
+    jwks.get_key("rsa1", "RS256")
+    clock.sleep(50)
+    jwks.get_key("rsa1", "RS256")
+    assert idp.count("/jwks") == 1
+    clock.sleep(51)
+    jwks.get_key("rsa1", "RS256")
+    assert idp.count("/jwks") == 2
+
+
+def test_jwks_unknown_kid_cooldown(keys: Keys, idp: FakeIdP) -> None:
+    clock = FakeClock()
+    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks", refetch_cooldown=30, clock=clock)
+    jwks.get_key("rsa1", "RS256")
+    for _ in range(5):
+        with pytest.raises(TokenValidationError, match="unknown_kid"):
+            jwks.get_key("nope", "RS256")
+    assert idp.count("/jwks") == 1
+    clock.sleep(30)
+    with pytest.raises(TokenValidationError, match="unknown_kid"):
+        jwks.get_key("nope", "RS256")
+    assert idp.count("/jwks") == 2
+
+
+def test_jwks_use_enc_key_ignored(keys: Keys, idp: FakeIdP) -> None:
+    idp.jwks["keys"] = [public_jwk(keys.rsa, use="enc"), public_jwk(keys.ec)]
+    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks")
+    with pytest.raises(TokenValidationError, match="unknown_kid"):
+        jwks.get_key("rsa1", "RS256")
+
+
+def test_jwks_requests_carry_a_timeout(keys: Keys, idp: FakeIdP) -> None:
+    JWKSCache(idp.client(), f"{ISSUER}/jwks").get_key("rsa1", "RS256")
+    timeout = idp.requests[0].extensions["timeout"]
+    assert all(value is not None for value in timeout.values())
