@@ -1,0 +1,213 @@
+"""Shared fixtures: a migrated database per test (SQLite and PostgreSQL), a runtime, an app.
+
+PostgreSQL runs wherever ``GATEHOUSE_TEST_POSTGRES_URL`` points (``make test`` and ``.ci/run`` set
+it). When the server cannot be reached the PostgreSQL variants fail in CI (``CI=true``) and are
+skipped with a reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from gatehouse.domain import idp_state, users
+from gatehouse.domain.audit import Actor
+from gatehouse.runtime import Runtime
+from gatehouse.settings import Settings
+from gatehouse.store.db import make_engine
+from gatehouse.store.migrate import upgrade
+from gatehouse.store.models import Base
+from gatehouse.web.app import create_app
+
+pytest_plugins = ["idp.plugin"]
+
+PUBLIC_URL = "http://127.0.0.1:8000"
+ADMIN_PASSWORD = "break-glass-password-1"  # noqa: S105 - test credential
+POSTGRES_URL = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "")
+
+
+# -- databases --------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating each time is slow)."""
+    path = tmp_path_factory.mktemp("template") / "gatehouse.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _postgres_available() -> str | None:
+    if not POSTGRES_URL:
+        return "GATEHOUSE_TEST_POSTGRES_URL is not set"
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        return f"PostgreSQL at GATEHOUSE_TEST_POSTGRES_URL is not reachable: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session (dropped afterwards)."""
+    problem = _postgres_available()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL tests must run in CI: {problem}", pytrace=False)
+        pytest.skip(problem)
+    admin_url = make_url(POSTGRES_URL)
+    name = f"gatehouse_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+_SEEDED = ("roles", "prerequisites", "alembic_version")
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name not in _SEEDED]
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(text("DELETE FROM prerequisites"))
+        conn.execute(
+            text(
+                "INSERT INTO prerequisites (component, min_version) VALUES "
+                "('platform_server','11.18.1'),('lifetime','11.16.1'),"
+                "('service_studio','11.53.13'),('integration_studio','11.14.17'),"
+                "('factory_configuration','11.1.1')"
+            )
+        )
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """Each test that uses it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        target = tmp_path / "data" / "gatehouse.db"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(sqlite_template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("postgres_database")
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """SQLite only — for integration tests whose subject is not the database."""
+    target = tmp_path / "data" / "gatehouse.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
+# -- runtime and app --------------------------------------------------------------------------
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "public_url": PUBLIC_URL,
+        "secret_key": "test-secret-key-" + "x" * 32,
+        "allow_insecure_http": True,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change settings for its app."""
+    return {}
+
+
+@pytest.fixture
+def runtime(
+    tmp_path: Path, database_url: str, settings_overrides: dict[str, Any]
+) -> Iterator[Runtime]:
+    rt = Runtime(make_settings(tmp_path, database_url, **settings_overrides))
+    rt.start()
+    rt._started = True  # type: ignore[attr-defined]
+    rt.users.ttl = 0.0  # tests observe changes at once
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Any:
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, base_url=PUBLIC_URL) as c:
+        yield c
+
+
+@pytest.fixture
+def local_admin(runtime: Runtime) -> int:
+    """A local admin ``root`` with ADMIN_PASSWORD; returns its id."""
+    with runtime.db.session() as db:
+        user = users.create_user(
+            db, Actor.system("test"), username="root", password=ADMIN_PASSWORD, local_admin=True
+        )
+        return user.id
+
+
+@pytest.fixture
+def admin_headers(client: TestClient, local_admin: int) -> dict[str, str]:
+    response = client.post(
+        "/api/v1/auth/local", json={"username": "root", "password": ADMIN_PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def set_oidc_active(runtime: Runtime) -> Callable[[bool], None]:
+    """Flip the 'OIDC active' flag directly (activation preconditions are tested elsewhere)."""
+
+    def flip(active: bool) -> None:
+        with runtime.db.session() as db:
+            idp_state.get_state(db).active = active
+
+    return flip
+
+
+@pytest.fixture
+def make_user(runtime: Runtime) -> Callable[..., int]:
+    def make(username: str, **kwargs: Any) -> int:
+        with runtime.db.session() as db:
+            return users.create_user(db, Actor.system("test"), username=username, **kwargs).id
+
+    return make
