@@ -30,3 +30,12 @@ def safe_local_path(value: str | None, default: str = "/") -> str:
     if parts.scheme or parts.netloc:
         return default
     return value
+
+
+def resolve_return_to(request: object, value: str | None, default: str = "/") -> str:
+    """Where to send the browser after sign-in or logout: every such redirect goes through here.
+
+    Today only local paths are allowed; registered apps extend this (issue 6).
+    """
+    del request
+    return safe_local_path(value, default)

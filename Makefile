@@ -1,0 +1,45 @@
+# Gatehouse — developer entry points. `make run` and `make test` work from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NPM_STAMP := tests/idp/node_modules/.installed
+export GATEHOUSE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: run test demo lint typecheck check clean install
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+$(NPM_STAMP): tests/idp/package.json tests/idp/package-lock.json
+	npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+install: $(STAMP)
+
+## Start the console on the embedded default (SQLite in ./.gatehouse) at http://127.0.0.1:8000
+run: $(STAMP)
+	$(VENV)/bin/gatehouse serve
+
+## Run the whole test suite (SQLite and PostgreSQL, the real IdP, Chromium, nginx)
+test: $(STAMP) $(NPM_STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+## A console configured and activated against the test IdP, with demo users
+demo: $(STAMP) $(NPM_STAMP)
+	$(PY) -m gatehouse.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) tests/idp/node_modules .pytest_cache .mypy_cache .ruff_cache
