@@ -22,16 +22,14 @@ from sqlalchemy.engine import make_url
 from gatehouse.domain import idp_state, users
 from gatehouse.domain.audit import Actor
 from gatehouse.runtime import Runtime
-from gatehouse.settings import Settings
 from gatehouse.store.db import make_engine
 from gatehouse.store.migrate import upgrade
 from gatehouse.store.models import Base
 from gatehouse.web.app import create_app
+from helpers import ADMIN_PASSWORD, PUBLIC_URL, make_settings
 
 pytest_plugins = ["idp.plugin"]
 
-PUBLIC_URL = "http://127.0.0.1:8000"
-ADMIN_PASSWORD = "break-glass-password-1"  # noqa: S105 - test credential
 POSTGRES_URL = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "")
 
 
@@ -131,18 +129,6 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 
 
 # -- runtime and app --------------------------------------------------------------------------
-def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": tmp_path / "data",
-        "database_url": database_url,
-        "public_url": PUBLIC_URL,
-        "secret_key": "test-secret-key-" + "x" * 32,
-        "allow_insecure_http": True,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     """Override in a test module to change settings for its app."""

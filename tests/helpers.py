@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from conftest import ADMIN_PASSWORD
+from gatehouse.settings import Settings
+
+PUBLIC_URL = "http://127.0.0.1:8000"
+ADMIN_PASSWORD = "break-glass-password-1"
 
 
 def csrf_from(html: str) -> str:
@@ -25,3 +29,15 @@ def console_login(client: TestClient, username: str = "root",
         "username": username, "password": password, "csrf_token": csrf_from(page.text),
         "return_to": return_to,
     }, follow_redirects=False)
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "public_url": PUBLIC_URL,
+        "secret_key": "test-secret-key-" + "x" * 32,
+        "allow_insecure_http": True,
+    }
+    values.update(overrides)
+    return Settings(**values)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from conftest import ADMIN_PASSWORD, make_settings
+from helpers import ADMIN_PASSWORD, make_settings
 from helpers import console_login, csrf_from
 from gatehouse.domain.crypto import sha256_hex
 from gatehouse.runtime import Runtime

@@ -9,7 +9,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from conftest import ADMIN_PASSWORD
+from helpers import ADMIN_PASSWORD
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent, LoginAttempt
 

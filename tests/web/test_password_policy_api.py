@@ -100,7 +100,7 @@ def test_rule_c_password_sign_in_of_non_admin(
 def test_rule_c_local_admin_sign_in_works_in_both_modes(
     client: TestClient, local_admin: int, set_oidc_active: Callable[[bool], None], active: bool
 ) -> None:
-    from conftest import ADMIN_PASSWORD
+    from helpers import ADMIN_PASSWORD
 
     set_oidc_active(active)
     r = client.post("/api/v1/auth/local", json={"username": "root", "password": ADMIN_PASSWORD})
