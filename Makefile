@@ -30,7 +30,7 @@ test: $(STAMP) $(NPM_STAMP)
 
 ## A console configured and activated against the test IdP, with demo users
 demo: $(STAMP) $(NPM_STAMP)
-	$(PY) -m gatehouse.demo
+	$(PY) tests/idp/demo.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -39,12 +39,17 @@ def wants_json(request: Request) -> bool:
 
 
 def error_response(
-    request: Request, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     ERRORS.labels(status=str(status), error=code).inc()
     if wants_json(request):
         return JSONResponse(
-            {"error": code, "detail": detail},
+            {**(extra or {}), "error": code, "detail": detail},
             status_code=status,
             headers={"Cache-Control": "no-store", **(headers or {})},
         )
@@ -74,7 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": str(exc.retry_after)}
         if exc.status == 401 and wants_json(request):
             headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="gatehouse"'}
-        return error_response(request, exc.status, exc.code, exc.detail, headers)
+        return error_response(request, exc.status, exc.code, exc.detail, headers, exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -37,6 +37,10 @@ def console_user(request: Request) -> Principal:
     principal = resolve_principal(request)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if getattr(request.state, "oidc_reauth", False):
+            # the OIDC session reached its end without a refresh token: re-authenticate,
+            # silently (prompt=none) when the IdP session still exists
+            raise LoginRequired(f"/auth/oidc/start?prompt=none&return_to={quote(target, safe='')}")
         raise LoginRequired(f"/login?return_to={quote(target, safe='')}")
     if principal.user.must_change_password and request.url.path != "/account/password":
         raise LoginRequired("/account/password")

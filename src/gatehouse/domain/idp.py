@@ -1,0 +1,637 @@
+"""The external IdP's configuration: typed settings, versioned storage, and the live context.
+
+* :class:`IdPSettings` — what an administrator configures, validated in one place
+  (:func:`parse_settings`); the issuer must be https, except loopback addresses when
+  ``GATEHOUSE_ALLOW_INSECURE_HTTP`` is set.
+* :func:`save_config` — every change adds an :class:`IdPConfig` row (a new *version*) with its
+  author in the audit log. Concurrent edits are detected with the version as ETag: a stale
+  ``If-Match`` is refused (412) so that no update is lost. The client secret (and the private
+  key for ``private_key_jwt``) is encrypted with the runtime's secret box and write-only: a save
+  without one keeps the previous one.
+* :class:`IdPService` (``rt.idp``) — hands out one :class:`IdPContext` per configuration
+  version, with its HTTP client (timeouts, CA bundle), metadata cache, JWKS cache and client
+  credentials, so that every request of the same version shares the caches, and a new version
+  starts with fresh ones. Any replica picks up a new version at its next call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import threading
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, cast, get_args
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gatehouse.domain import audit, changes
+from gatehouse.domain.audit import Actor
+from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain.errors import Conflict, InvalidInput, PreconditionFailed
+from gatehouse.domain.idp_state import get_state
+from gatehouse.domain.users import ROLE_NAMES
+from gatehouse.oidc import (
+    ClientCredentials,
+    ConfigurationError,
+    IDTokenValidator,
+    JWKSCache,
+    MetadataCache,
+    ProviderMetadata,
+    build_client_assertion,
+    check_issuer_url,
+)
+from gatehouse.oidc.id_token import MAX_LEEWAY_SECONDS
+from gatehouse.store.db import Database
+from gatehouse.store.models import IdPConfig
+
+__all__ = [
+    "DEFAULT_SCOPES",
+    "GroupRoleRule",
+    "IdPContext",
+    "IdPNotConfigured",
+    "IdPService",
+    "IdPSettings",
+    "StoredConfig",
+    "TokenAuthMethod",
+    "UserClaim",
+    "etag_of",
+    "load_config",
+    "parse_if_match",
+    "parse_settings",
+    "save_config",
+]
+
+TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+UserClaim = Literal["preferred_username", "email"]
+
+DEFAULT_SCOPES: tuple[str, ...] = ("openid", "profile", "email")
+SECRET_CONTEXT = "idp_config.client_secret"  # noqa: S105 - an encryption context label
+KEY_CONTEXT = "idp_config.private_key_jwk"
+
+#: RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,100}$")
+_CLAIM_NAME = re.compile(r"^[\w.:/-]{1,100}$")
+HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class IdPNotConfigured(Conflict):
+    """No IdP configuration has been saved yet."""
+
+    code = "idp_not_configured"
+
+
+@dataclass(frozen=True)
+class GroupRoleRule:
+    """Members of IdP ``group`` get ``role`` in ``environment`` (``None``: every environment)."""
+
+    group: str
+    role: str
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class IdPSettings:
+    """One version of the IdP configuration (without its secrets)."""
+
+    display_name: str
+    issuer: str
+    client_id: str
+    token_endpoint_auth_method: TokenAuthMethod = "client_secret_basic"  # noqa: S105
+    native_client_id: str | None = None
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    user_claim: UserClaim = "preferred_username"
+    groups_claim: str | None = None
+    group_role_rules: tuple[GroupRoleRule, ...] = ()
+    clock_skew_seconds: int = 60
+    ca_bundle_pem: str | None = None
+    jit_provisioning: bool = False
+    refresh_grace_seconds: int = 300
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["scopes"] = list(self.scopes)
+        data["group_role_rules"] = [asdict(r) for r in self.group_role_rules]
+        return data
+
+    def request_scopes(self, metadata: ProviderMetadata) -> list[str]:
+        """The configured scopes, plus ``offline_access`` when discovery lists it (so that the
+        IdP issues a refresh token that outlives its browser session where it supports that)."""
+        scopes = list(dict.fromkeys(self.scopes))
+        if "openid" not in scopes:
+            scopes.insert(0, "openid")
+        supported = metadata.scopes_supported or ()
+        if "offline_access" in supported and "offline_access" not in scopes:
+            scopes.append("offline_access")
+        return scopes
+
+
+def _text(data: Mapping[str, Any], name: str, *, required: bool, max_len: int) -> str | None:
+    value = data.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput(f"{name} is required.", code="invalid_idp_config", field=name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string.", code="invalid_idp_config", field=name)
+    value = value.strip()
+    if len(value) > max_len or any(unicodedata.category(c) == "Cc" for c in value):
+        raise InvalidInput(
+            f"{name} must be at most {max_len} printable characters.",
+            code="invalid_idp_config",
+            field=name,
+        )
+    return value
+
+
+def _int(data: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidInput(
+            f"{name} must be a whole number from {low} to {high}.",
+            code="invalid_idp_config",
+            field=name,
+        )
+    return value
+
+
+def _scopes(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return DEFAULT_SCOPES
+    items = raw.split() if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(s, str) for s in items):
+        raise InvalidInput(
+            "scopes must be a list of strings.", code="invalid_idp_config", field="scopes"
+        )
+    scopes = list(dict.fromkeys(s.strip() for s in items if s.strip()))
+    bad = [s for s in scopes if not _SCOPE_TOKEN.match(s)]
+    if bad or len(scopes) > 50:
+        raise InvalidInput(
+            "Each scope is one word of printable characters without spaces or quotes.",
+            code="invalid_idp_config",
+            field="scopes",
+        )
+    if "openid" not in scopes:
+        scopes.insert(0, "openid")
+    return tuple(scopes)
+
+
+def _rules(raw: Any) -> tuple[GroupRoleRule, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple) or len(raw) > 500:
+        raise InvalidInput(
+            "group_role_rules must be a list of {group, role, environment}.",
+            code="invalid_idp_config",
+            field="group_role_rules",
+        )
+    roles = {r.casefold(): r for r in ROLE_NAMES}
+    rules: list[GroupRoleRule] = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            raise InvalidInput(
+                "Each group rule is an object {group, role, environment}.",
+                code="invalid_idp_config",
+                field="group_role_rules",
+            )
+        group = _text(item, "group", required=True, max_len=255)
+        role_raw = _text(item, "role", required=True, max_len=64)
+        env = _text(item, "environment", required=False, max_len=64)
+        assert group is not None and role_raw is not None
+        role = roles.get(role_raw.casefold())
+        if role is None:
+            raise InvalidInput(
+                f"Unknown role {role_raw!r} in a group rule; choose one of "
+                f"{', '.join(ROLE_NAMES)}.",
+                code="invalid_idp_config",
+                field="group_role_rules",
+            )
+        rule = GroupRoleRule(group=group, role=role, environment=env)
+        if rule not in rules:
+            rules.append(rule)
+    return tuple(rules)
+
+
+def _ca_bundle(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        ssl.create_default_context(cadata=raw)
+    except (ssl.SSLError, ValueError) as exc:
+        raise InvalidInput(
+            "The CA bundle is not a valid PEM certificate list.",
+            code="invalid_idp_config",
+            field="ca_bundle_pem",
+        ) from exc
+    return raw
+
+
+def parse_settings(data: Mapping[str, Any], *, allow_insecure_http: bool) -> IdPSettings:
+    """Validate raw input (API body, form, stored JSON) into :class:`IdPSettings`.
+
+    :raises InvalidInput: naming the field at fault (``extra["field"]``)
+    """
+    issuer = _text(data, "issuer", required=True, max_len=500)
+    assert issuer is not None
+    try:
+        check_issuer_url(issuer, allow_insecure_http)
+    except ConfigurationError as exc:
+        raise InvalidInput(
+            exc.description,
+            code="insecure_issuer" if exc.error == "insecure_url" else "invalid_issuer",
+            field="issuer",
+        ) from exc
+    method = data.get("token_endpoint_auth_method") or "client_secret_basic"
+    if method not in get_args(TokenAuthMethod):
+        raise InvalidInput(
+            "token_endpoint_auth_method must be client_secret_basic, client_secret_post or "
+            "private_key_jwt.",
+            code="invalid_idp_config",
+            field="token_endpoint_auth_method",
+        )
+    user_claim = data.get("user_claim") or "preferred_username"
+    if user_claim not in get_args(UserClaim):
+        raise InvalidInput(
+            "user_claim must be preferred_username or email.",
+            code="invalid_idp_config",
+            field="user_claim",
+        )
+    groups_claim = _text(data, "groups_claim", required=False, max_len=100)
+    if groups_claim is not None and not _CLAIM_NAME.match(groups_claim):
+        raise InvalidInput(
+            "groups_claim must be a claim name.", code="invalid_idp_config", field="groups_claim"
+        )
+    jit = data.get("jit_provisioning", False)
+    if not isinstance(jit, bool):
+        raise InvalidInput(
+            "jit_provisioning must be true or false.",
+            code="invalid_idp_config",
+            field="jit_provisioning",
+        )
+    display_name = _text(data, "display_name", required=True, max_len=100)
+    client_id = _text(data, "client_id", required=True, max_len=255)
+    assert display_name is not None and client_id is not None
+    return IdPSettings(
+        display_name=display_name,
+        issuer=issuer,
+        client_id=client_id,
+        token_endpoint_auth_method=cast(TokenAuthMethod, method),
+        native_client_id=_text(data, "native_client_id", required=False, max_len=255),
+        scopes=_scopes(data.get("scopes")),
+        user_claim=cast(UserClaim, user_claim),
+        groups_claim=groups_claim,
+        group_role_rules=_rules(data.get("group_role_rules")),
+        clock_skew_seconds=_int(data, "clock_skew_seconds", 60, 0, MAX_LEEWAY_SECONDS),
+        ca_bundle_pem=_ca_bundle(_text(data, "ca_bundle_pem", required=False, max_len=200_000)),
+        jit_provisioning=jit,
+        refresh_grace_seconds=_int(data, "refresh_grace_seconds", 300, 0, 86_400),
+    )
+
+
+# -- versioned storage ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredConfig:
+    """A stored version: settings plus whether its secrets are set (never their values)."""
+
+    version: int
+    settings: IdPSettings
+    client_secret_set: bool
+    private_key_set: bool
+    created_by: str
+
+
+def etag_of(version: int | None) -> str:
+    """The ETag of a configuration version (``"0"`` before the first save)."""
+    return f'"{version or 0}"'
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version an ``If-Match`` header names; ``None`` when absent or ``*``.
+
+    :raises PreconditionFailed: a value that names no version at all
+    """
+    if value is None or value.strip() == "*":
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise PreconditionFailed(
+            "If-Match must be the ETag returned by GET /api/v1/idp.", code="precondition_failed"
+        )
+    return int(tag)
+
+
+def load_config(db: Session, *, allow_insecure_http: bool) -> StoredConfig | None:
+    """The current version, or ``None`` before the first save."""
+    state = get_state(db)
+    if state.current_version is None:
+        return None
+    row = db.get(IdPConfig, state.current_version)
+    if row is None:
+        return None
+    return _stored(row, allow_insecure_http)
+
+
+def _stored(row: IdPConfig, allow_insecure_http: bool) -> StoredConfig:
+    return StoredConfig(
+        version=row.version,
+        settings=parse_settings(row.data, allow_insecure_http=allow_insecure_http),
+        client_secret_set=row.client_secret_enc is not None,
+        private_key_set=row.private_key_jwk_enc is not None,
+        created_by=row.created_by,
+    )
+
+
+def save_config(
+    db: Session,
+    actor: Actor,
+    data: Mapping[str, Any],
+    *,
+    box: SecretBox,
+    allow_insecure_http: bool,
+    if_match: int | None,
+    client_secret: str | None = None,
+    private_key_jwk: str | None = None,
+) -> StoredConfig:
+    """Store a new configuration version; return it.
+
+    ``client_secret`` / ``private_key_jwk``: ``None`` keeps the previous value (write-only
+    fields); a value replaces it. The secret itself never reaches the audit log.
+
+    :raises PreconditionFailed: ``if_match`` is not the current version (someone saved first)
+    :raises InvalidInput: a field is invalid, or the chosen client authentication lacks its
+        secret or key
+    """
+    settings = parse_settings(data, allow_insecure_http=allow_insecure_http)
+    state = get_state(db, for_update=True)
+    current = state.current_version
+    if if_match is not None and if_match != (current or 0):
+        raise PreconditionFailed(
+            f"The IdP configuration changed (now version {current or 0}, you edited version "
+            f"{if_match}). Reload it and apply your change again.",
+        )
+    previous = db.get(IdPConfig, current) if current is not None else None
+    secret_enc = previous.client_secret_enc if previous is not None else None
+    key_enc = previous.private_key_jwk_enc if previous is not None else None
+    if client_secret is not None and client_secret != "":
+        if len(client_secret) > 1024:
+            raise InvalidInput(
+                "The client secret is too long.", code="invalid_idp_config", field="client_secret"
+            )
+        secret_enc = box.encrypt_str(client_secret, context=SECRET_CONTEXT)
+    if private_key_jwk is not None and private_key_jwk != "":
+        _check_private_key(settings, private_key_jwk)
+        key_enc = box.encrypt_str(private_key_jwk, context=KEY_CONTEXT)
+    method = settings.token_endpoint_auth_method
+    if method in ("client_secret_basic", "client_secret_post") and secret_enc is None:
+        raise InvalidInput(
+            f"{method} needs the client secret.", code="invalid_idp_config", field="client_secret"
+        )
+    if method == "private_key_jwt" and key_enc is None:
+        raise InvalidInput(
+            "private_key_jwt needs the client's private key (a JWK).",
+            code="invalid_idp_config",
+            field="private_key_jwk",
+        )
+    version = int(db.scalar(select(func.coalesce(func.max(IdPConfig.version), 0))) or 0) + 1
+    row = IdPConfig(
+        version=version,
+        created_by=actor.name,
+        data=settings.as_dict(),
+        client_secret_enc=secret_enc,
+        private_key_jwk_enc=key_enc,
+    )
+    db.add(row)
+    state.current_version = version
+    state.changed_by = actor.name
+    state.revision = (state.revision or 0) + 1
+    db.flush()
+    changes.touch(db, "idp_config", version)
+    audit.record(
+        db,
+        actor,
+        "idp.config_saved",
+        target_type="idp_config",
+        target_id=version,
+        details={
+            "previous_version": current,
+            "issuer": settings.issuer,
+            "client_id": settings.client_id,
+            "token_endpoint_auth_method": method,
+            "client_secret_changed": client_secret not in (None, ""),
+            "private_key_changed": private_key_jwk not in (None, ""),
+        },
+    )
+    return _stored(row, allow_insecure_http)
+
+
+def _check_private_key(settings: IdPSettings, jwk_json: str) -> None:
+    """Refuse a key that cannot sign a client assertion, at save time rather than at sign-in."""
+    try:
+        credentials = ClientCredentials(
+            client_id=settings.client_id,
+            auth_method="private_key_jwt",
+            private_key_jwk=json.loads(jwk_json),
+        )
+        build_client_assertion(credentials, "https://check.invalid/token")
+    except (ValueError, TypeError, ConfigurationError) as exc:
+        raise InvalidInput(
+            "The private key must be a private JWK (RSA, EC or OKP) as JSON.",
+            code="invalid_idp_config",
+            field="private_key_jwk",
+        ) from exc
+
+
+# -- the live context ----------------------------------------------------------------------
+
+
+HttpFactory = Callable[[IdPSettings], httpx.Client]
+
+
+def default_http_client(settings: IdPSettings) -> httpx.Client:
+    """An httpx client with explicit timeouts; with a CA bundle, only that bundle is trusted."""
+    verify: ssl.SSLContext | bool = True
+    if settings.ca_bundle_pem:
+        verify = ssl.create_default_context(cadata=settings.ca_bundle_pem)
+    return httpx.Client(timeout=HTTP_TIMEOUT, verify=verify, follow_redirects=False)
+
+
+@dataclass
+class IdPContext:
+    """Everything needed to talk to the IdP of one configuration version (thread-safe)."""
+
+    version: int
+    settings: IdPSettings
+    http: httpx.Client
+    web_client: ClientCredentials
+    allow_insecure_http: bool
+    _metadata_cache: MetadataCache = field(repr=False)
+    jwks_refetch_cooldown: float = 30.0
+    _jwks: JWKSCache | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def metadata(self) -> ProviderMetadata:
+        """The provider metadata (cached; a failed refresh keeps the last good copy).
+
+        :raises IdPUnavailableError | DiscoveryError: no good copy exists
+        """
+        return self._metadata_cache.get()
+
+    @property
+    def jwks(self) -> JWKSCache:
+        """The provider's key cache (created on first use from the discovered ``jwks_uri``).
+
+        :raises IdPUnavailableError | DiscoveryError: discovery has never succeeded
+        """
+        with self._lock:
+            if self._jwks is None:
+                self._jwks = JWKSCache(
+                    self.http,
+                    self.metadata().jwks_uri,
+                    refetch_cooldown=self.jwks_refetch_cooldown,
+                )
+            return self._jwks
+
+    def id_token_validator(self, client_id: str | None = None) -> IDTokenValidator:
+        """A validator for ID tokens issued to ``client_id`` (default: the web client)."""
+        return IDTokenValidator(
+            metadata=self.metadata(),
+            jwks=self.jwks,
+            client_id=client_id or self.settings.client_id,
+            leeway_seconds=self.settings.clock_skew_seconds,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class IdPService:
+    """``rt.idp``: the current IdP context, cached per configuration version.
+
+    ``http_factory`` builds each version's HTTP client (tests swap in a mock transport).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        *,
+        allow_insecure_http: bool,
+        http_factory: HttpFactory = default_http_client,
+    ) -> None:
+        self._db = db
+        self._box = box
+        self.allow_insecure_http = allow_insecure_http
+        self.http_factory = http_factory
+        #: minimum seconds between two JWKS fetches of one context (unknown kid, refresh)
+        self.jwks_refetch_cooldown = 30.0
+        self._contexts: dict[int, IdPContext] = {}
+        self._lock = threading.Lock()
+
+    def is_active(self) -> bool:
+        """Whether OIDC sign-in is active (read from the database: every replica agrees)."""
+        with self._db.session() as db:
+            return bool(get_state(db).active)
+
+    def current_version(self, db: Session | None = None) -> int | None:
+        if db is not None:
+            return get_state(db).current_version
+        with self._db.session() as own:
+            return get_state(own).current_version
+
+    def current(self, db: Session | None = None) -> IdPContext:
+        """The context of the current configuration version.
+
+        ``db``: an open unit of work to read through (SQLite has one writer: a second session
+        opened inside another would wait for it).
+
+        :raises IdPNotConfigured: nothing has been saved yet
+        """
+        version = self.current_version(db)
+        if version is None:
+            raise IdPNotConfigured(
+                "No identity provider is configured yet: an administrator sets it up under "
+                "Settings → Identity provider."
+            )
+        return self.context_for(version, db)
+
+    def context_for(self, version: int, db: Session | None = None) -> IdPContext:
+        """The context of one version (cached; only the two newest versions are kept)."""
+        with self._lock:
+            ctx = self._contexts.get(version)
+            if ctx is not None:
+                return ctx
+        if db is not None:
+            settings, secret, key = self._load(db, version)
+        else:
+            with self._db.session() as own:
+                settings, secret, key = self._load(own, version)
+        ctx = self._build(version, settings, secret, key)
+        with self._lock:
+            existing = self._contexts.get(version)
+            if existing is not None:
+                ctx.close()
+                return existing
+            self._contexts[version] = ctx
+            for old in sorted(self._contexts)[:-2]:
+                self._contexts.pop(old).close()
+            return ctx
+
+    def _load(self, db: Session, version: int) -> tuple[IdPSettings, str | None, str | None]:
+        row = db.get(IdPConfig, version)
+        if row is None:
+            raise IdPNotConfigured(f"IdP configuration version {version} does not exist.")
+        settings = parse_settings(row.data, allow_insecure_http=self.allow_insecure_http)
+        secret = (
+            self._box.decrypt_str(row.client_secret_enc, context=SECRET_CONTEXT)
+            if row.client_secret_enc is not None
+            else None
+        )
+        key = (
+            self._box.decrypt_str(row.private_key_jwk_enc, context=KEY_CONTEXT)
+            if row.private_key_jwk_enc is not None
+            else None
+        )
+        return settings, secret, key
+
+    def _build(
+        self, version: int, settings: IdPSettings, secret: str | None, key: str | None
+    ) -> IdPContext:
+        http = self.http_factory(settings)
+        method = settings.token_endpoint_auth_method
+        uses_key = method == "private_key_jwt"
+        credentials = ClientCredentials(
+            client_id=settings.client_id,
+            client_secret=None if uses_key else secret,
+            auth_method=method,
+            private_key_jwk=json.loads(key) if uses_key and key is not None else None,
+        )
+        cache = MetadataCache(http, settings.issuer, allow_insecure_http=self.allow_insecure_http)
+        return IdPContext(
+            version=version,
+            settings=settings,
+            http=http,
+            web_client=credentials,
+            allow_insecure_http=self.allow_insecure_http,
+            _metadata_cache=cache,
+            jwks_refetch_cooldown=self.jwks_refetch_cooldown,
+        )
+
+    def invalidate(self) -> None:
+        """Drop every cached context (tests; a changed CA bundle takes effect per version)."""
+        with self._lock:
+            contexts, self._contexts = self._contexts, {}
+        for ctx in contexts.values():
+            ctx.close()
+
+    def close(self) -> None:
+        self.invalidate()

@@ -1,0 +1,195 @@
+"""The web flow's routes: start, callback, back-channel logout; plus the session and logout hooks.
+
+Thin: each route reads the request, calls :mod:`gatehouse.domain.oidc_login`, and shapes the
+response. Every redirect target after sign-in goes through ``redirects.resolve_return_to``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from gatehouse.domain.errors import Forbidden
+from gatehouse.domain.oidc_login import (
+    CALLBACK_PATH,
+    FLOW_LIFETIME,
+    Restart,
+    SessionKeeper,
+    SignedIn,
+    SignInError,
+    backchannel_logout,
+    finish_flow,
+    logout_url,
+    start_flow,
+)
+from gatehouse.metrics import OIDC_CALLBACK
+from gatehouse.store.models import Session as SessionRow
+from gatehouse.web.console.auth import set_session_cookie
+from gatehouse.web.deps import RuntimeDep, resolve_principal, session_cookie_name
+from gatehouse.web.net import client_ip
+from gatehouse.web.redirects import resolve_return_to
+from gatehouse.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+BROWSER_COOKIE = "gatehouse_oidc_browser"
+
+
+def start_url(return_to: str, *, silent: bool = False) -> str:
+    """The local URL that begins a sign-in (``silent``: try ``prompt=none`` first)."""
+    query = {"return_to": return_to}
+    if silent:
+        query["prompt"] = "none"
+    return "/auth/oidc/start?" + urlencode(query)
+
+
+def _failure_page(request: Request, exc: SignInError, return_to: str = "/") -> Response:
+    return render(
+        request,
+        "oidc_error.html",
+        {
+            "title": exc.title,
+            "detail": exc.detail,
+            "code": exc.code,
+            "status": exc.status,
+            "retry_url": start_url(return_to),
+            "show_retry": exc.code not in ("unknown_user", "account_disabled", "oidc_not_active"),
+        },
+        status_code=exc.status,
+        headers={"Retry-After": "30"} if exc.status == 503 else None,
+    )
+
+
+@router.get("/auth/oidc/start")
+def oidc_start(
+    request: Request,
+    rt: RuntimeDep,
+    return_to: str = "/",
+    purpose: str = "login",
+    prompt: str | None = None,
+) -> Response:
+    """Begin the authorization-code flow: 302 to the IdP's authorization endpoint."""
+    target = resolve_return_to(request, return_to)
+    if purpose == "test":
+        principal = resolve_principal(request)
+        if principal is None or not principal.user.is_admin:
+            raise Forbidden("Only administrators can run a test sign-in.")
+        target = "/settings/idp"
+    elif not rt.idp.is_active():
+        OIDC_CALLBACK.labels(outcome="start_not_active").inc()
+        return _failure_page(
+            request,
+            SignInError(
+                "Single sign-on is not active; sign in with your password.",
+                code="oidc_not_active",
+                status=409,
+                title="Single sign-on is off",
+            ),
+        )
+    try:
+        flow = start_flow(
+            rt,
+            return_to=target,
+            purpose="test" if purpose == "test" else "login",
+            browser_secret=request.cookies.get(BROWSER_COOKIE),
+            prompt="none" if prompt == "none" else None,
+        )
+    except SignInError as exc:
+        OIDC_CALLBACK.labels(outcome="start_" + exc.code).inc()
+        return _failure_page(request, exc, target)
+    response = RedirectResponse(flow.url, status_code=302)
+    response.set_cookie(
+        BROWSER_COOKIE,
+        flow.browser_secret,
+        max_age=int(FLOW_LIFETIME.total_seconds()),
+        path="/auth/oidc",
+        httponly=True,
+        secure=rt.settings.https,
+        samesite="lax",  # the IdP's redirect back is a top-level GET: lax cookies are sent
+    )
+    return response
+
+
+@router.get(CALLBACK_PATH)
+def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
+    """The redirect URI: finish the flow and start a session (or show why not)."""
+    items = request.query_params.multi_items()
+    params = dict(items)
+    try:
+        if len(params) != len(items):
+            # RFC 6749 3.1: "Request and response parameters MUST NOT be included more than once"
+            raise SignInError(
+                "The answer from the identity provider repeats a parameter.",
+                code="duplicate_parameter",
+            )
+        result = finish_flow(
+            rt,
+            params,
+            browser_secret=request.cookies.get(BROWSER_COOKIE),
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            replaces=request.cookies.get(session_cookie_name(rt)),
+        )
+    except SignInError as exc:
+        return _failure_page(request, exc)
+    if isinstance(result, Restart):
+        return RedirectResponse(start_url(result.return_to), status_code=303)
+    if isinstance(result, SignedIn):
+        response = RedirectResponse(resolve_return_to(request, result.return_to), status_code=303)
+        set_session_cookie(response, rt, result.raw_session)
+        return response
+    principal = resolve_principal(request)
+    if principal is None or not principal.user.is_admin:
+        raise Forbidden("Only administrators can see a test sign-in's result.")
+    return render(
+        request,
+        "idp_test_signin.html",
+        {
+            "title": "Test sign-in",
+            "result": result,
+            "id_token_claims": sorted(result.id_token_claims.items()),
+            "userinfo_claims": sorted((result.userinfo_claims or {}).items()),
+        },
+    )
+
+
+@router.post("/auth/oidc/backchannel-logout")
+async def oidc_backchannel_logout(request: Request) -> Response:
+    """OpenID Connect Back-Channel Logout 1.0, 2.5/2.8: 200 when the logout token is valid
+    (also when its sessions are already gone), 400 otherwise; never cached."""
+    rt = request.app.state.runtime
+    form = await request.form()
+    token = form.get("logout_token")
+    headers = {"Cache-Control": "no-store"}
+    try:
+        ended = await run_in_threadpool(
+            backchannel_logout, rt, token if isinstance(token, str) else None
+        )
+    except SignInError as exc:
+        return JSONResponse(
+            {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers
+        )
+    return JSONResponse({"sessions_ended": ended}, status_code=200, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the hooks the foundation calls: token freshness per request, and logout."""
+    rt = app.state.runtime
+    keeper = SessionKeeper(rt)
+
+    def session_hook(request: Request, row: SessionRow) -> bool:
+        outcome = keeper.check(row)
+        if outcome == "reauth":
+            request.state.oidc_reauth = True
+        return outcome not in ("ended", "reauth")
+
+    def logout_hook(request: Request, db: Session, row: SessionRow) -> Response:
+        url = logout_url(rt, db, row)
+        return RedirectResponse(url or "/login", status_code=303)
+
+    app.state.session_hook = session_hook
+    app.state.logout_hook = logout_hook
+    app.state.session_keeper = keeper
