@@ -105,6 +105,17 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Optional Redis for shared rate limits across replicas."
     )
+    sync_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Environment role: seconds between two pulls of the console's change feed.",
+    )
+    component_versions: str = Field(
+        default="",
+        description="Environment role: the platform component versions this environment runs, "
+        "reported to the console, e.g. 'platform_server=11.18.1,service_studio=11.53.13'.",
+    )
 
     @field_validator("public_url")
     @classmethod

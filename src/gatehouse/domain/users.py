@@ -107,10 +107,13 @@ def effective_roles(user: User) -> list[RoleGrant]:
     return sorted(set(grants), key=lambda g: (g.environment or "", g.role))
 
 
-def is_admin(user: User) -> bool:
-    """Administrators everywhere: local admins, and holders of the global Administrator role."""
+def is_admin(user: User, environment_id: int | None = None) -> bool:
+    """Local admins and global Administrators; on an environment server (``environment_id``
+    set), also the Administrators of that one environment — never those of another."""
     return user.local_admin or any(
-        a.role.name == "Administrator" and a.environment_id is None for a in user.assignments
+        a.role.name == "Administrator"
+        and (a.environment_id is None or a.environment_id == environment_id)
+        for a in user.assignments
     )
 
 
@@ -249,6 +252,7 @@ def set_password(
     user.password_hash = passwords.hash_password(password)
     user.must_change_password = must_change
     user.updated_at = utcnow()
+    changes.touch(db, "user", user.id)  # break-glass admins sign in on environments too
     audit.record(
         db,
         actor,
