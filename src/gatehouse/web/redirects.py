@@ -1,41 +1,43 @@
 """Where Gatehouse may send a browser after sign-in or logout.
 
-``safe_local_path`` accepts only a plain path on Gatehouse itself. Anything that a browser could
-read as another host (``//host``, ``/\\host``, a scheme, control characters, encoded variants of
-those) is refused.
+Every such redirect goes through ``resolve_return_to``: a plain path on Gatehouse, a URL on
+Gatehouse's own origin, or a URL of a registered app (``gatehouse.domain.apps``). The rules
+themselves live in ``domain.apps.check_return_to``; this module adapts them to a request.
 """
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from typing import Any
+
+from gatehouse.domain import apps
+from gatehouse.runtime import Runtime
 
 
 def safe_local_path(value: str | None, default: str = "/") -> str:
-    if not value or len(value) > 2048:
+    """``value`` if it is a plain path on Gatehouse itself, else ``default``."""
+    if not value:
         return default
-    candidate = value
-    # Decode repeatedly so that %2F%2Fevil and %252F%252Fevil are judged like //evil.
-    for _ in range(3):
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in candidate):
-            return default
-        if not candidate.startswith("/") or candidate.startswith(("//", "/\\")):
-            return default
-        if "\\" in candidate:
-            return default
-        decoded = unquote(candidate)
-        if decoded == candidate:
-            break
-        candidate = decoded
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
+    try:
+        return apps.check_return_to(value, ())
+    except apps.InvalidReturnTo:
         return default
-    return value
 
 
-def resolve_return_to(request: object, value: str | None, default: str = "/") -> str:
-    """Where to send the browser after sign-in or logout: every such redirect goes through here.
+def check_return_to(runtime: Runtime, value: object) -> str:
+    """``value`` if Gatehouse may redirect there, else ``InvalidReturnTo`` (400)."""
+    own = apps.own_origin(runtime.settings.public_url)
+    if isinstance(value, str) and value.startswith("/"):
+        return apps.check_return_to(value, (), own)
+    # Only absolute URLs need the registry (a cached, lock-free read).
+    return apps.check_return_to(value, runtime.app_origins.get(), own)
 
-    Today only local paths are allowed; registered apps extend this (issue 6).
-    """
-    del request
-    return safe_local_path(value, default)
+
+def resolve_return_to(request: Any, value: str | None, default: str = "/") -> str:
+    """Where to send the browser after sign-in or logout: ``value`` when allowed, else
+    ``default``. Safe to call inside an open unit of work (the registry read never waits)."""
+    if not value:
+        return default
+    try:
+        return check_return_to(request.app.state.runtime, value)
+    except apps.InvalidReturnTo:
+        return default

@@ -14,7 +14,7 @@ from gatehouse.metrics import PASSWORD_LOGIN
 from gatehouse.web.console.forms import ConsoleUser, Form, field
 from gatehouse.web.deps import RuntimeDep, actor_of, resolve_principal, session_cookie_name
 from gatehouse.web.net import client_ip
-from gatehouse.web.redirects import safe_local_path
+from gatehouse.web.redirects import resolve_return_to
 from gatehouse.web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -63,7 +63,7 @@ def login_page(
 
 @router.get("/login")
 def login(request: Request, rt: RuntimeDep, return_to: str = "/") -> Response:
-    target = safe_local_path(return_to)
+    target = resolve_return_to(request, return_to)
     if resolve_principal(request) is not None:
         return RedirectResponse(target, status_code=303)
     return login_page(request, rt, return_to=target)
@@ -73,7 +73,7 @@ def login(request: Request, rt: RuntimeDep, return_to: str = "/") -> Response:
 def login_local(request: Request, form: Form, rt: RuntimeDep) -> Response:
     username = field(form, "username")
     password = form.get("password")
-    target = safe_local_path(field(form, "return_to"))
+    target = resolve_return_to(request, field(form, "return_to"))
     if not isinstance(password, str) or not username:
         return login_page(
             request,

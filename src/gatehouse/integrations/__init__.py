@@ -1,0 +1,1 @@
+"""Adapters that let other apps use Gatehouse as their user provider (``asgi``)."""
