@@ -1,0 +1,179 @@
+"""``/api/v1/tokens``: API tokens for automation, and the bearer hook that accepts them.
+
+Any signed-in user manages their own tokens; administrators may list and revoke everyone's
+(``?all=true``). A token cannot create another token: otherwise a short-lived, narrow token
+could mint a year-long one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from gatehouse.domain import api_tokens
+from gatehouse.domain.api_tokens import ApiTokenVerifier
+from gatehouse.domain.errors import Forbidden, Unauthenticated
+from gatehouse.metrics import API_AUTH
+from gatehouse.store.models import ApiToken
+from gatehouse.web.api.schemas import ErrorBody, StrictModel
+from gatehouse.web.deps import CurrentUser, DbDep, actor_of, get_runtime
+from gatehouse.web.principal import ALL_SCOPES, Principal
+
+router = APIRouter(prefix="/api/v1", tags=["api tokens"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},
+    401: {"model": ErrorBody},
+    403: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+}
+
+
+class TokenCreateIn(StrictModel):
+    name: str = Field(max_length=100, description="What the token is for, e.g. 'CI deploy'.")
+    scopes: list[str] = Field(
+        default_factory=lambda: ["read"],
+        max_length=3,
+        description="read (always included), write, admin — never more than you hold.",
+    )
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=365, description="Lifetime in days (default 30, at most 365)."
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="Or an exact expiry (ISO 8601 with zone), at most a year away."
+    )
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    active: bool
+    user_id: int
+
+    @classmethod
+    def of(cls, token: ApiToken) -> TokenOut:
+        return cls(
+            id=token.id,
+            name=token.name,
+            prefix=token.prefix,
+            scopes=[str(s) for s in token.scopes],
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            last_used_at=token.last_used_at,
+            revoked_at=token.revoked_at,
+            active=api_tokens.is_active(token),
+            user_id=token.user_id,
+        )
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="The secret. Shown this once; store it now.")
+
+
+class TokenList(BaseModel):
+    items: list[TokenOut]
+
+
+def creator_scopes(principal: Principal) -> frozenset[str]:
+    """What a new token may hold: the caller's scopes, without admin for non-admins."""
+    if principal.method == "api_token":
+        raise Forbidden(
+            "An API token cannot create API tokens; sign in (browser or `gatehouse login`).",
+            code="token_cannot_create_tokens",
+        )
+    held = set(principal.scopes)
+    if not principal.user.is_admin:
+        held.discard("admin")
+    return frozenset(held)
+
+
+def _verifier(request: Request) -> ApiTokenVerifier:
+    verifier: ApiTokenVerifier = request.app.state.api_token_verifier
+    return verifier
+
+
+@router.get("/tokens", response_model=TokenList, responses=ERRORS)
+def list_tokens(
+    principal: CurrentUser,
+    db: DbDep,
+    all_users: Annotated[
+        bool, Query(alias="all", description="Administrators: everyone's tokens.")
+    ] = False,
+) -> TokenList:
+    if all_users and not principal.is_admin:
+        raise Forbidden("Only administrators can list everyone's tokens.")
+    owner = None if all_users else principal.user.id
+    return TokenList(items=[TokenOut.of(t) for t in api_tokens.list_tokens(db, user_id=owner)])
+
+
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=TokenCreatedOut,
+    responses=ERRORS,
+    summary="Create an API token (the secret is in the response, once)",
+)
+def create_token(
+    body: TokenCreateIn, request: Request, principal: CurrentUser, db: DbDep, response: Response
+) -> TokenCreatedOut:
+    created = api_tokens.create_token(
+        db,
+        actor_of(request, principal),
+        user_id=principal.user.id,
+        name=body.name,
+        scopes=body.scopes,
+        allowed_scopes=creator_scopes(principal),
+        expires_at=body.expires_at,
+        expires_in_days=body.expires_in_days,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return TokenCreatedOut(**TokenOut.of(created.token).model_dump(), token=created.secret)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, responses=ERRORS)
+def revoke_token(token_id: int, request: Request, principal: CurrentUser, db: DbDep) -> None:
+    owner = None if principal.is_admin else principal.user.id
+    api_tokens.revoke_token(db, actor_of(request, principal), token_id, owner_id=owner)
+    db.flush()
+    _verifier(request).forget()
+
+
+def api_token_principal(request: Request, secret: str) -> Principal:
+    """The ``app.state.api_token_auth`` hook: a ``gth_`` bearer token → its principal.
+
+    The owner's current state applies at each use (through the user cache): a disabled user's
+    tokens stop at once, and ``admin`` only counts while the owner is an administrator.
+    """
+    try:
+        grant = _verifier(request).verify(secret)
+    except Unauthenticated as exc:
+        API_AUTH.labels(method="api_token", outcome=exc.code).inc()
+        raise
+    user = get_runtime(request).users.get(grant.user_id)
+    if user is None or not user.active:
+        API_AUTH.labels(method="api_token", outcome="account_disabled").inc()
+        raise Unauthenticated(
+            "This account is disabled or no longer exists.", code="account_disabled"
+        )
+    scopes = set(grant.scopes & ALL_SCOPES)
+    if not user.is_admin:
+        scopes.discard("admin")
+    API_AUTH.labels(method="api_token", outcome="ok").inc()
+    return Principal(user=user, method="api_token", scopes=frozenset(scopes))
+
+
+def install(app: FastAPI) -> None:
+    """Mount the routes and accept ``gth_`` bearer tokens on every ``/api/v1`` route."""
+    rt = app.state.runtime
+    app.state.api_token_verifier = ApiTokenVerifier(rt.db.session)
+    app.state.api_token_auth = api_token_principal
+    app.include_router(router)
