@@ -22,8 +22,10 @@ from sqlalchemy.orm import Session
 from gatehouse import __version__
 from gatehouse.domain import audit, users
 from gatehouse.domain.access_tokens import AccessTokenService
+from gatehouse.domain.apps import OriginCache
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain.idp import IdPService
 from gatehouse.domain.local_auth import LockoutRules
 from gatehouse.domain.sessions import SessionLimits
 from gatehouse.settings import Settings
@@ -51,7 +53,7 @@ class UserSnapshot:
     must_change_password: bool
 
     @classmethod
-    def of(cls, user: User) -> UserSnapshot:
+    def of(cls, user: User, environment_id: int | None = None) -> UserSnapshot:
         return cls(
             id=user.id,
             username=user.username,
@@ -59,7 +61,7 @@ class UserSnapshot:
             display_name=user.display_name,
             local_admin=user.local_admin,
             active=user.status == "active",
-            is_admin=users.is_admin(user),
+            is_admin=users.is_admin(user, environment_id),
             roles=tuple(users.effective_roles(user)),
             must_change_password=user.must_change_password,
         )
@@ -71,8 +73,17 @@ class UserCache:
     def __init__(self, db: Database, ttl: float = 2.0) -> None:
         self._db = db
         self.ttl = ttl
+        #: Environment role: this environment's id at the console (its scoped roles apply here).
+        self.environment_id: int | None = None
         self._items: dict[int, tuple[float, UserSnapshot | None]] = {}
         self._lock = threading.Lock()
+
+    def peek(self, user_id: int) -> tuple[UserSnapshot | None] | None:
+        """The cached entry when still fresh — without any I/O — else None."""
+        item = self._items.get(user_id)
+        if item is not None and time.monotonic() - item[0] < self.ttl:
+            return (item[1],)
+        return None
 
     def get(self, user_id: int) -> UserSnapshot | None:
         now = time.monotonic()
@@ -81,7 +92,7 @@ class UserCache:
             return item[1]
         with self._db.session() as db:
             user = db.get(User, user_id)
-            snap = UserSnapshot.of(user) if user is not None else None
+            snap = UserSnapshot.of(user, self.environment_id) if user is not None else None
         with self._lock:
             if len(self._items) > 50_000:
                 self._items.clear()
@@ -119,6 +130,9 @@ class Runtime:
             idle=timedelta(minutes=settings.session_idle_minutes),
             absolute=timedelta(hours=settings.session_max_hours),
         )
+        #: Registered app origins, for every redirect check (see ``web.redirects``).
+        self.app_origins = OriginCache(self.db.engine.raw_connection)
+        self.idp = IdPService(self.db, self.box, allow_insecure_http=settings.allow_insecure_http)
 
     @property
     def session(self) -> Callable[[], AbstractContextManager[Session]]:
@@ -133,6 +147,7 @@ class Runtime:
         self.tokens.load_keys()
 
     def close(self) -> None:
+        self.idp.close()
         self.db.dispose()
 
     # -- first run --------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def test_serve_on_empty_data_dir_migrates_creates_admin_and_answers(tmp_path: Pa
     proc = subprocess.Popen(
         [*GATEHOUSE, "serve", "--port", str(port)],
         env=_env(data, GATEHOUSE_PUBLIC_URL=f"http://127.0.0.1:{port}"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -52,8 +54,10 @@ def test_serve_on_empty_data_dir_migrates_creates_admin_and_answers(tmp_path: Pa
         assert password_file.stat().st_mode & 0o777 == 0o600
         assert (data / "secret.key").stat().st_mode & 0o777 == 0o600
         password = password_file.read_text().strip()
-        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/local",
-                       json={"username": "admin", "password": password})
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/local",
+            json={"username": "admin", "password": password},
+        )
         assert r.status_code == 200
     finally:
         proc.terminate()
@@ -64,30 +68,50 @@ def test_serve_on_empty_data_dir_migrates_creates_admin_and_answers(tmp_path: Pa
 
 def test_admin_bootstrap_on_empty_data_dir_and_refusal_when_admin_exists(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    ok = subprocess.run([*GATEHOUSE, "admin", "bootstrap", "--username", "ops",
-                         "--password-stdin"], input="ops-password-12345\n", env=_env(data),
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [*GATEHOUSE, "admin", "bootstrap", "--username", "ops", "--password-stdin"],
+        input="ops-password-12345\n",
+        env=_env(data),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "ops-password-12345" not in ok.stdout + ok.stderr
-    again = subprocess.run([*GATEHOUSE, "admin", "bootstrap", "--username", "ops2",
-                            "--password-stdin"], input="ops-password-12345\n", env=_env(data),
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [*GATEHOUSE, "admin", "bootstrap", "--username", "ops2", "--password-stdin"],
+        input="ops-password-12345\n",
+        env=_env(data),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 3
     assert "already exists" in again.stderr
 
 
 def test_admin_bootstrap_refuses_weak_password(tmp_path: Path) -> None:
-    r = subprocess.run([*GATEHOUSE, "admin", "bootstrap", "--username", "ops",
-                        "--password-stdin"], input="short\n", env=_env(tmp_path / "d"),
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*GATEHOUSE, "admin", "bootstrap", "--username", "ops", "--password-stdin"],
+        input="short\n",
+        env=_env(tmp_path / "d"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "at least 12 characters" in r.stderr
 
 
 def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     for _ in range(2):
-        r = subprocess.run([*GATEHOUSE, "db", "upgrade"], env=_env(tmp_path / "d"),
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [*GATEHOUSE, "db", "upgrade"],
+            env=_env(tmp_path / "d"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
         assert "0001" in r.stdout or "revision" in r.stdout
 

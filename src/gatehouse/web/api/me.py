@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from gatehouse.domain import passwords, users
 from gatehouse.domain.errors import Unauthenticated
 from gatehouse.web.api.schemas import ErrorBody, MeOut, OwnPasswordIn
-from gatehouse.web.deps import CurrentUser, DbDep, RuntimeDep, actor_of
+from gatehouse.runtime import UserSnapshot
+from gatehouse.web.deps import CurrentUser, DbDep, RuntimeDep, actor_of, current_user
 
 router = APIRouter(prefix="/api/v1", tags=["me"])
 
 
 @router.get("/me", response_model=MeOut, responses={401: {"model": ErrorBody}})
-def me(principal: CurrentUser) -> MeOut:
-    return MeOut.of(principal.user, principal.method)
+async def me(request: Request) -> Response:
+    """Hot path: authentication is called directly (no dependency tree) and the body is
+    serialised once per user snapshot — every tool calls this on start."""
+    principal = await current_user(request)
+    return Response(_me_json(principal.user, principal.method), media_type="application/json")
+
+
+@lru_cache(maxsize=4096)
+def _me_json(user: UserSnapshot, method: str) -> bytes:
+    return MeOut.of(user, method).model_dump_json().encode()
 
 
 @router.put(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gatehouse.web.console import audit, auth, users
+from gatehouse.web.console import apps, audit, auth, tokens, users
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
 router.include_router(users.router)
 router.include_router(audit.router)
+router.include_router(apps.router)
+router.include_router(tokens.router)
