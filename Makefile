@@ -26,7 +26,7 @@ run: $(STAMP)
 
 ## Run the whole test suite (SQLite and PostgreSQL, the real IdP, Chromium, nginx)
 test: $(STAMP) $(NPM_STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 ## A console configured and activated against the test IdP, with demo users
 demo: $(STAMP) $(NPM_STAMP)
