@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from gatehouse.domain import audit
 from gatehouse.web.console.forms import ConsoleAdmin
-from gatehouse.web.deps import RuntimeDep
+from gatehouse.web.deps import MAX_BIG_ID, RuntimeDep
 from gatehouse.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -21,7 +23,7 @@ def audit_page(
     rt: RuntimeDep,
     q: str = "",
     outcome: str = "",
-    before_id: int | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_BIG_ID)] = None,
 ) -> Response:
     with rt.db.session() as db:
         stmt = audit.query(
@@ -40,6 +42,7 @@ def audit_page(
             "rows": rows,
             "q": q,
             "outcome": outcome,
+            "before_id": before_id,
             "next_before_id": rows[-1].id if more and rows else None,
         },
     )
