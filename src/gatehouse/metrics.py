@@ -60,3 +60,8 @@ REQUEST_SECONDS = Histogram(
     ["kind"],
     registry=REGISTRY,
 )
+IDP_REQUEST_SECONDS = Histogram(
+    "gatehouse_idp_request_seconds",
+    "Time spent waiting on the IdP per outbound request (discovery, JWKS, token, userinfo).",
+    registry=REGISTRY,
+)

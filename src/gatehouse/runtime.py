@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gatehouse import __version__
@@ -25,8 +27,10 @@ from gatehouse.domain.access_tokens import AccessTokenService
 from gatehouse.domain.apps import OriginCache
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain.errors import Conflict
 from gatehouse.domain.idp import IdPService
 from gatehouse.domain.local_auth import LockoutRules
+from gatehouse.domain.ratelimit import RateLimiter
 from gatehouse.domain.sessions import SessionLimits
 from gatehouse.settings import Settings
 from gatehouse.store import migrate
@@ -112,7 +116,11 @@ class Runtime:
         self.settings = settings
         self.version = __version__
         self.db = Database(settings.resolved_database_url)
-        self.box = SecretBox(settings.resolved_secret_key)
+        # The key file may change under a running server (`gatehouse keys rotate`): follow it.
+        self.box = SecretBox(
+            *settings.keyring(),
+            refresh=None if settings.secret_key else partial(settings.keyring, create=False),
+        )
         self.tokens = AccessTokenService(
             self.db.session,
             self.box,
@@ -133,6 +141,8 @@ class Runtime:
         #: Registered app origins, for every redirect check (see ``web.redirects``).
         self.app_origins = OriginCache(self.db.engine.raw_connection)
         self.idp = IdPService(self.db, self.box, allow_insecure_http=settings.allow_insecure_http)
+        #: Per-client-address limits shared by every replica (database, or Redis when set).
+        self.ratelimit = RateLimiter(self.db, settings.redis_url)
 
     @property
     def session(self) -> Callable[[], AbstractContextManager[Session]]:
@@ -163,17 +173,21 @@ class Runtime:
         if self.has_local_admin():
             return None
         password = secrets.token_urlsafe(18)
-        with self.db.session() as db:
-            user = users.create_user(
-                db,
-                Actor.system("first-run"),
-                username="admin",
-                display_name="Local administrator",
-                password=password,
-                local_admin=True,
-                must_change_password=True,
-            )
-            db.merge(KeyValue(key="initial_admin", value={"user_id": user.id}))
+        try:
+            with self.db.session() as db:
+                user = users.create_user(
+                    db,
+                    Actor.system("first-run"),
+                    username="admin",
+                    display_name="Local administrator",
+                    password=password,
+                    local_admin=True,
+                    must_change_password=True,
+                )
+                db.merge(KeyValue(key="initial_admin", value={"user_id": user.id}))
+        except (Conflict, IntegrityError):
+            # Another replica starting on the same empty database created it a moment ago.
+            return None
         write_secret_file(self.settings.data_dir / INITIAL_PASSWORD_FILE, password + "\n")
         return password
 

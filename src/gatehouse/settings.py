@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         description="Key that encrypts secrets at rest and signs CSRF tokens. Default: a random "
         "key generated once into DATA_DIR/secret.key (mode 0600).",
     )
+    old_secret_keys: str = Field(
+        default="",
+        description="During a key rotation: earlier secret keys (comma-separated) that still "
+        "decrypt but never encrypt. Remove them once `gatehouse keys rotate --finish` succeeds.",
+    )
     allow_insecure_http: bool = Field(
         default=False,
         description="Allow http:// for the public URL and the IdP, only on loopback addresses "
@@ -145,18 +150,46 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'gatehouse.db').resolve()}"
 
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
     @cached_property
     def resolved_secret_key(self) -> bytes:
-        """The secret key bytes; generated into DATA_DIR/secret.key (0600) when unset."""
+        """The active secret key bytes; generated into DATA_DIR/secret.key (0600) when unset."""
+        return self.keyring()[0]
+
+    def keyring(self, *, create: bool = True) -> tuple[bytes, ...]:
+        """The active key first, then the keys that only decrypt (a rotation in progress).
+
+        With ``GATEHOUSE_SECRET_KEY``: that key, then ``GATEHOUSE_OLD_SECRET_KEYS``. Otherwise the
+        key file (created 0600 on first use): its first line is the active key, further lines
+        are old keys that ``gatehouse keys rotate`` keeps until it finishes.
+
+        ``create=False`` (a running server re-reading the file): a missing or empty file gives
+        ``()`` — never a fresh key that would orphan every ciphertext.
+        """
+        old = tuple(k.strip().encode() for k in self.old_secret_keys.split(",") if k.strip())
         if self.secret_key:
-            return self.secret_key.encode()
-        path = self.data_dir / "secret.key"
+            return (self.secret_key.encode(), *old)
+        path = self.key_file
+        if not create and not path.exists():
+            return ()
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_urlsafe(48) + "\n")
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not lines and not create:
+            return ()
+        if not lines:
+            raise SettingsError(f"The key file {path} is empty; restore it from your backup.")
+        return (*(line.encode() for line in lines), *old)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -15,32 +15,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NewType
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc.jwk import RSAKey
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gatehouse.domain.crypto import SecretBox
 from gatehouse.domain.errors import Unauthenticated
 from gatehouse.store.models import SigningKey, utcnow
 
+log = logging.getLogger("gatehouse.tokens")
 ALG = "RS256"
+SIGNING_KEY_CONTEXT = b"signing-key"
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068 media type, not a secret
 KEY_ROTATE_AFTER = timedelta(days=30)
 KEY_RETIRE_AFTER = timedelta(days=31)
 _CACHE_SIZE = 10_000
 _RELOAD_COOLDOWN = 5.0
+_KEYS_LOCK_ID = 0x6B657973  # "keys"
+_SIGNING_RELOAD = 60.0
 
 _PADDING = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
@@ -68,6 +74,19 @@ class _Key:
     private: rsa.RSAPrivateKey | None
     public_jwk: dict[str, Any]
     created_at_ts: float
+
+
+def _needs_key(active: list[SigningKey], now: datetime) -> bool:
+    return not active or now - active[-1].created_at > KEY_ROTATE_AFTER
+
+
+def _lock_keys(db: Session) -> bool:
+    """Serialise key creation between replicas for this transaction (PostgreSQL advisory lock;
+    SQLite's BEGIN IMMEDIATE already serialises writers). True when a lock was taken."""
+    if db.get_bind().dialect.name != "postgresql":
+        return False
+    db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _KEYS_LOCK_ID})
+    return True
 
 
 def _header_segment(kid: str) -> str:
@@ -99,6 +118,9 @@ class AccessTokenService:
         self._signing: _Key | None = None
         self._lock = threading.Lock()
         self._last_reload = 0.0
+        #: The cooldown counts from the last reload an unknown kid caused, not from start-up:
+        #: a key another replica made a second ago must be found at once.
+        self._last_miss_reload = 0.0
         self._cache: OrderedDict[str, VerifiedAccessClaims] = OrderedDict()
 
     # -- keys -------------------------------------------------------------------------------
@@ -108,7 +130,12 @@ class AccessTokenService:
             rows = list(db.scalars(select(SigningKey).order_by(SigningKey.created_at)))
             now = utcnow()
             active = [r for r in rows if r.retired_at is None]
-            if create and (not active or now - active[-1].created_at > KEY_ROTATE_AFTER):
+            if create and _needs_key(active, now) and _lock_keys(db):
+                # Replicas starting (or rotating) together: the first creates, the others
+                # waited on the lock and now read its key instead of adding their own.
+                rows = list(db.scalars(select(SigningKey).order_by(SigningKey.created_at)))
+                active = [r for r in rows if r.retired_at is None]
+            if create and _needs_key(active, now):
                 rows.append(self._new_key_row(db))
                 for old in active:
                     if now - old.created_at > KEY_RETIRE_AFTER:
@@ -120,6 +147,53 @@ class AccessTokenService:
             signable = [k for k in keys.values() if k.private is not None]
             self._signing = max(signable, key=lambda k: k.created_at_ts) if signable else None
             self._last_reload = time.monotonic()
+
+    def _refresh_keys(self) -> None:
+        """Periodic reload; a database outage keeps the keys we have (never an empty set)."""
+        try:
+            self.load_keys(create=False)
+        except SQLAlchemyError as exc:
+            self._last_reload = time.monotonic()
+            log.warning(
+                "signing keys not reloaded (%s); keeping the loaded ones", type(exc).__name__
+            )
+
+    def rotate_signing_key(self) -> str:
+        """Add a new signing key now (``gatehouse keys rotate``); returns its kid.
+
+        The previous keys keep verifying the tokens already issued until
+        :meth:`retire_previous_keys`; every replica signs with the new key within
+        ``_SIGNING_RELOAD`` seconds.
+        """
+        with self._session_factory() as db:
+            kid = self._new_key_row(db).kid
+        self.load_keys(create=False)
+        return kid
+
+    def retire_previous_keys(self, grace: timedelta) -> datetime | None:
+        """Retire every key but the newest once the newest has signed for ``grace``.
+
+        Returns None when done (or nothing to retire), else the time after which it can be done
+        (tokens signed by the previous keys may still be valid until then).
+        """
+        with self._session_factory() as db:
+            active = list(
+                db.scalars(
+                    select(SigningKey)
+                    .where(SigningKey.retired_at.is_(None))
+                    .order_by(SigningKey.created_at)
+                )
+            )
+            if len(active) < 2:
+                return None
+            ready_at: datetime = active[-1].created_at + grace
+            now = utcnow()
+            if now < ready_at:
+                return ready_at
+            for row in active[:-1]:
+                row.retired_at = now
+        self.load_keys(create=False)
+        return None
 
     def _new_key_row(self, db: Session) -> SigningKey:
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -134,7 +208,7 @@ class AccessTokenService:
         row = SigningKey(
             kid=kid,
             alg=ALG,
-            private_key_enc=self._box.encrypt(pem, context=b"signing-key"),
+            private_key_enc=self._box.encrypt(pem, context=SIGNING_KEY_CONTEXT),
             public_jwk=jwk,
         )
         db.add(row)
@@ -142,7 +216,7 @@ class AccessTokenService:
         return row
 
     def _parse(self, row: SigningKey) -> _Key:
-        pem = self._box.decrypt(row.private_key_enc, context=b"signing-key")
+        pem = self._box.decrypt(row.private_key_enc, context=SIGNING_KEY_CONTEXT)
         private = serialization.load_pem_private_key(pem, password=None)
         assert isinstance(private, rsa.RSAPrivateKey)
         return _Key(
@@ -163,6 +237,10 @@ class AccessTokenService:
         key = self._signing
         if key is None or key.private is None:
             self.load_keys()
+            key = self._signing
+        elif time.monotonic() - self._last_reload > _SIGNING_RELOAD:
+            # another process may have rotated the signing key: sign with the newest
+            self._refresh_keys()
             key = self._signing
         assert key is not None and key.private is not None
         now = int(self._clock())
@@ -209,14 +287,18 @@ class AccessTokenService:
         if len(parts) != 3 or len(token) > 8192:
             raise _invalid()
         header_segment, payload_segment, signature_segment = parts
+        if time.monotonic() - self._last_reload > _SIGNING_RELOAD:
+            self._refresh_keys()  # keys retired by another process stop verifying
         key = self._by_header.get(header_segment)
         if key is None:
             key = self._reload_for(header_segment)
         try:
             signature = _b64d(signature_segment)
             key.public.verify(
-                signature, token[: len(header_segment) + 1 + len(payload_segment)].encode(),
-                _PADDING, _SHA256,
+                signature,
+                token[: len(header_segment) + 1 + len(payload_segment)].encode(),
+                _PADDING,
+                _SHA256,
             )
             claims = json.loads(_b64d(payload_segment))
         except (InvalidSignature, ValueError) as exc:
@@ -233,7 +315,8 @@ class AccessTokenService:
             raise _invalid() from exc
         if not isinstance(header, dict) or header.get("alg") != ALG:
             raise _invalid()
-        if time.monotonic() - self._last_reload > _RELOAD_COOLDOWN:
+        if time.monotonic() - self._last_miss_reload > _RELOAD_COOLDOWN:
+            self._last_miss_reload = time.monotonic()
             self.load_keys(create=False)
         key = self._by_header.get(header_segment)
         if key is None:

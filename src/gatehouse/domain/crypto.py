@@ -2,7 +2,12 @@
 
 ``SecretBox`` encrypts with AES-256-GCM under a key derived (HKDF-SHA256) from
 ``GATEHOUSE_SECRET_KEY``. Each ciphertext starts with a version byte and a 4-byte key id, so a key
-rotation can keep decrypting with the old key while everything is re-encrypted with the new one.
+rotation can keep decrypting with the old key while everything is re-encrypted with the new one
+(see ``gatehouse.domain.keyrotation``).
+
+A box built with ``refresh`` (the key file's keyring) re-reads it at most every
+``REFRESH_SECONDS`` before encrypting or signing, and at once on a ciphertext made under a key id
+it does not know: a running server follows ``gatehouse keys rotate`` without a restart.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -18,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = b"\x01"
+REFRESH_SECONDS = 2.0
 
 
 class DecryptionError(Exception):
@@ -30,29 +39,75 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
     )
 
 
-class SecretBox:
-    """AES-GCM with the active key; older keys only decrypt."""
+def key_id_of(secret: bytes) -> bytes:
+    """The 4-byte id that ciphertexts made under ``secret`` carry."""
+    return hashlib.sha256(_derive(secret, b"secret-box")).digest()[:4]
 
-    def __init__(self, secret: bytes, *old_secrets: bytes) -> None:
-        self._keys: dict[bytes, AESGCM] = {}
-        self._active_id = b""
-        for index, item in enumerate((secret, *old_secrets)):
+
+class SecretBox:
+    """AES-GCM with the active key; older keys only decrypt (and verify MACs)."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        *old_secrets: bytes,
+        refresh: Callable[[], Sequence[bytes]] | None = None,
+    ) -> None:
+        self._refresh = refresh
+        self._lock = threading.Lock()
+        self._checked_at = time.monotonic()
+        self._load((secret, *old_secrets))
+
+    def _load(self, secrets_: Sequence[bytes]) -> None:
+        keys: dict[bytes, AESGCM] = {}
+        macs: list[bytes] = []
+        for item in secrets_:
             key = _derive(item, b"secret-box")
-            key_id = hashlib.sha256(key).digest()[:4]
-            self._keys[key_id] = AESGCM(key)
-            if index == 0:
-                self._active_id = key_id
-        self.mac_key = _derive(secret, b"mac")
+            keys.setdefault(hashlib.sha256(key).digest()[:4], AESGCM(key))
+            macs.append(_derive(item, b"mac"))
+        self._secrets = tuple(secrets_)
+        self._active_id = key_id_of(secrets_[0])
+        self._keys = keys
+        self.mac_key = macs[0]
+        self._mac_keys = tuple(macs)
+
+    def _maybe_refresh(self, *, force: bool = False) -> None:
+        if self._refresh is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._checked_at < REFRESH_SECONDS:
+            return
+        with self._lock:
+            self._checked_at = now
+            try:
+                current = tuple(self._refresh())
+            except OSError:
+                return  # an unreadable key file never costs us the keys we hold
+            if current and current != self._secrets:
+                self._load(current)
+
+    @property
+    def active_key_id(self) -> bytes:
+        return self._active_id
+
+    @property
+    def key_ids(self) -> frozenset[bytes]:
+        return frozenset(self._keys)
 
     def encrypt(self, plaintext: bytes, *, context: bytes = b"") -> bytes:
+        self._maybe_refresh()
+        active = self._active_id
         nonce = os.urandom(12)
-        body = self._keys[self._active_id].encrypt(nonce, plaintext, context)
-        return _VERSION + self._active_id + nonce + body
+        body = self._keys[active].encrypt(nonce, plaintext, context)
+        return _VERSION + active + nonce + body
 
     def decrypt(self, blob: bytes, *, context: bytes = b"") -> bytes:
         if len(blob) < 1 + 4 + 12 + 16 or blob[:1] != _VERSION:
             raise DecryptionError("not a Gatehouse ciphertext")
         aead = self._keys.get(blob[1:5])
+        if aead is None:
+            self._maybe_refresh(force=True)  # another process may have rotated the key file
+            aead = self._keys.get(blob[1:5])
         if aead is None:
             raise DecryptionError("encrypted with a key this server does not have")
         try:
@@ -70,10 +125,16 @@ class SecretBox:
         return blob[1:5] == self._active_id
 
     def sign(self, message: str) -> str:
+        self._maybe_refresh()
         return hmac.new(self.mac_key, message.encode(), hashlib.sha256).hexdigest()
 
     def verify(self, message: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(message), signature)
+        """Any key of the ring verifies: forms signed just before a rotation stay valid."""
+        ok = False
+        for mac_key in self._mac_keys:
+            expected = hmac.new(mac_key, message.encode(), hashlib.sha256).hexdigest()
+            ok |= hmac.compare_digest(expected, signature)
+        return ok
 
 
 def sha256_hex(value: str) -> str:

@@ -20,6 +20,7 @@ import json
 import re
 import ssl
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ from gatehouse.domain.crypto import SecretBox
 from gatehouse.domain.errors import Conflict, InvalidInput, PreconditionFailed
 from gatehouse.domain.idp_state import get_state
 from gatehouse.domain.users import ROLE_NAMES
+from gatehouse.metrics import IDP_REQUEST_SECONDS
 from gatehouse.oidc import (
     ClientCredentials,
     ConfigurationError,
@@ -462,7 +464,25 @@ def default_http_client(settings: IdPSettings) -> httpx.Client:
     verify: ssl.SSLContext | bool = True
     if settings.ca_bundle_pem:
         verify = ssl.create_default_context(cadata=settings.ca_bundle_pem)
-    return httpx.Client(timeout=HTTP_TIMEOUT, verify=verify, follow_redirects=False)
+    return httpx.Client(
+        timeout=HTTP_TIMEOUT,
+        verify=verify,
+        follow_redirects=False,
+        event_hooks={"request": [_started], "response": [_answered]},
+    )
+
+
+def _started(request: httpx.Request) -> None:
+    request.extensions["gatehouse_started"] = time.perf_counter()
+
+
+def _answered(response: httpx.Response) -> None:
+    """Observe the wait on the IdP (body included), so a slow sign-in can be told apart from
+    a slow IdP (``gatehouse_idp_request_seconds``; bench/web_sign_in.py subtracts it)."""
+    response.read()
+    started = response.request.extensions.get("gatehouse_started")
+    if isinstance(started, float):
+        IDP_REQUEST_SECONDS.observe(time.perf_counter() - started)
 
 
 @dataclass

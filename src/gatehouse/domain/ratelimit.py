@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gatehouse.domain.errors import TooManyAttempts
-from gatehouse.store.db import Database
+from gatehouse.store.db import Database, skip_commit_flush
 from gatehouse.store.models import RateLimitBucket
 
 log = logging.getLogger("gatehouse.ratelimit")
@@ -37,6 +37,7 @@ class Limit:
 
 #: The limits Gatehouse applies (per client address unless stated otherwise).
 SIGN_IN = Limit("sign_in", 30, 60)
+OIDC_START = Limit("oidc_start", 60, 60)
 CALLBACK = Limit("oidc_callback", 60, 60)
 TOKEN_EXCHANGE = Limit("token_exchange", 60, 60)
 API_TOKENS = Limit("api_tokens", 30, 60)
@@ -90,6 +91,7 @@ class RateLimiter:
     def _incr_db(self, key: str, window_start: int) -> int:
         start = datetime.fromtimestamp(window_start, UTC)
         with self._db.session() as db:
+            skip_commit_flush(db)  # a count lost in a crash only lets a few more hits through
             insert = (
                 pg_insert
                 if db.bind is not None and db.bind.dialect.name == "postgresql"
@@ -104,8 +106,8 @@ class RateLimiter:
                     "window_start": start,
                 },
             )
-            db.execute(stmt)
-            count = db.scalar(select(RateLimitBucket.count).where(RateLimitBucket.key == key))
+            # One round trip: the upsert returns the new count (PostgreSQL, SQLite >= 3.35).
+            count = db.scalar(stmt.returning(RateLimitBucket.count))
             return int(count or 0)
 
     def prune(self, older_than: timedelta = timedelta(hours=1)) -> int:

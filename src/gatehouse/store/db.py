@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -21,7 +21,11 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,  # SQL logged at DEBUG never shows values (hashes, e-mails)
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -40,7 +44,33 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_recycle=1800)
+    # No server-side prepared statements: psycopg prepares a query after five runs, and
+    # PostgreSQL may then pick a generic plan that cannot use an index for ``LIKE $1`` (user
+    # search went from 5 to 140 ms, bench/users_scale.py). It also keeps Gatehouse usable
+    # behind PgBouncer in transaction mode.
+    connect_args = {"prepare_threshold": None} if url.startswith("postgresql+psycopg") else {}
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_recycle=1800,
+        connect_args=connect_args,
+        hide_parameters=True,
+    )
+
+
+def skip_commit_flush(db: Session) -> None:
+    """Let this transaction commit without waiting for its WAL record to reach the disk.
+
+    Only for rows whose loss in a database crash costs a retry, never security: rate-limit
+    counts and sign-ins in progress. A PostgreSQL commit otherwise waits for an fsync — on our
+    VMs 2-3 ms, several times the rest of such a hop (bench/web_sign_in.py). The transaction is
+    still atomic and isolated; other sessions see it at once. No effect on SQLite.
+    """
+    bind = db.get_bind()
+    if bind.dialect.name == "postgresql":
+        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
 class Database:

@@ -33,7 +33,7 @@ log = logging.getLogger("gatehouse.sync")
 
 CREDENTIAL_KEY = "sync.credential"
 STATE_KEY = "sync.state"
-_CREDENTIAL_CONTEXT = "sync-credential"
+CREDENTIAL_CONTEXT = "sync-credential"
 #: The environment counts as stale after this many missed intervals.
 STALE_AFTER_INTERVALS = 3
 
@@ -185,7 +185,7 @@ class EnvironmentSync:
         fresh_token = token is not None and stored.get("join_token_hash") != sha256_hex(token)
         if stored and not fresh_token:
             secret = self.rt.box.decrypt_str(
-                base64.b64decode(stored["credential_enc"]), context=_CREDENTIAL_CONTEXT
+                base64.b64decode(stored["credential_enc"]), context=CREDENTIAL_CONTEXT
             )
             return Credential(stored["console_url"], secret)
         console = (self.settings.console_url or stored.get("console_url") or "").rstrip("/")
@@ -206,7 +206,7 @@ class EnvironmentSync:
                 {
                     "console_url": console,
                     "credential_enc": base64.b64encode(
-                        self.rt.box.encrypt_str(secret, context=_CREDENTIAL_CONTEXT)
+                        self.rt.box.encrypt_str(secret, context=CREDENTIAL_CONTEXT)
                     ).decode(),
                     "join_token_hash": sha256_hex(token),
                 },

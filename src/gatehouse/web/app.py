@@ -20,6 +20,7 @@ from gatehouse.domain.errors import DomainError, TooManyAttempts
 from gatehouse.metrics import ERRORS
 from gatehouse.runtime import Runtime
 from gatehouse.settings import Settings, load_settings
+from gatehouse.web import logredact
 from gatehouse.web.console.forms import LoginRequired
 from gatehouse.web.middleware import SecurityMiddleware
 from gatehouse.web.templating import render_error
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         p.strip() for p in rt.settings.trusted_proxies.split(",") if p.strip()
     )
     install_error_handlers(app)
+    logredact.install()
     app.add_middleware(SecurityMiddleware, settings=rt.settings)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

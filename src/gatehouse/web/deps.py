@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -18,12 +18,18 @@ from gatehouse.domain import sessions
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import sha256_hex
 from gatehouse.domain.errors import Forbidden, Unauthenticated
+from gatehouse.domain.ratelimit import Limit
 from gatehouse.runtime import Runtime, UserSnapshot
 from gatehouse.web.csrf import check_csrf_header
 from gatehouse.web.net import client_ip
 from gatehouse.web.principal import ALL_SCOPES, Principal
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Ids are 32-bit on PostgreSQL; a larger number cannot name a row, and SQLite's driver cannot
+#: even bind one past 2**63: refuse it as invalid input (422) instead of failing in the database.
+MAX_ROW_ID = 2**31 - 1
+MAX_BIG_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row id.")]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -42,6 +48,18 @@ def get_db(request: Request) -> Iterator[Session]:
 #: Function-scoped: the unit of work commits before the response is sent, so a failed commit
 #: becomes an error response instead of a success that was never stored.
 DbDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+def rate_limited(limit: Limit) -> Any:
+    """A dependency that counts one hit of ``limit`` for the client address (429 past it).
+
+    Runs before authentication and body-dependent work, so a flood is refused cheaply.
+    """
+
+    def hit(request: Request) -> None:
+        get_runtime(request).ratelimit.hit(limit, client_ip(request))
+
+    return Depends(hit)
 
 
 def session_cookie_name(rt: Runtime) -> str:

@@ -101,6 +101,7 @@ def _caller(request: Request) -> Principal | None:
 @router.get(
     "/auth/verify",
     summary="Forward auth: 200 + X-Gatehouse-* identity headers, or 401 (or 302 with redirect=1)",
+    response_class=Response,  # 200 has no body: the answer is the status and headers
     responses={
         200: {"description": "Signed in; identity in X-Gatehouse-* headers"},
         302: {"description": "redirect=1: to the unified login URL"},

@@ -1,11 +1,18 @@
 """Pure-ASGI middleware: body size limit and security headers on every response.
 
 Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every request.
+
+HTML pages get a CSP without ``unsafe-inline`` that also pins where forms may go
+(``form-action``). Browsers apply ``form-action`` to the redirects that follow a form post too,
+and the sign-out form of an OIDC session ends with a 303 to the IdP's ``end_session_endpoint``:
+the route that knows the session sets ``request.state.form_action_origin`` (the IdP's origin)
+and this middleware adds it to that page's policy. Nothing else ever widens the policy.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -16,8 +23,19 @@ from gatehouse.settings import Settings
 
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+#: An origin that may be added to ``form-action``: scheme://host[:port], nothing else.
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+def content_security_policy(form_action_origin: str | None = None) -> str:
+    """The HTML policy; ``form_action_origin`` (validated) may receive this page's forms."""
+    if form_action_origin and _ORIGIN.fullmatch(form_action_origin):
+        return f"{_CSP} {form_action_origin}"
+    return _CSP
 
 
 class BodyTooLarge(HTTPException):
@@ -65,7 +83,9 @@ class SecurityMiddleware:
                 started = True
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
+                # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null"
+                # on the console's own form posts, which the CSRF origin check must refuse.
+                headers.setdefault("Referrer-Policy", "same-origin")
                 headers.setdefault("X-Frame-Options", "DENY")
                 if self.hsts:
                     headers.setdefault(
@@ -73,7 +93,12 @@ class SecurityMiddleware:
                     )
                 content_type = headers.get("content-type", "")
                 if content_type.startswith("text/html"):
-                    headers.setdefault("Content-Security-Policy", _CSP)
+                    state = scope.get("state") or {}
+                    headers.setdefault(
+                        "Content-Security-Policy",
+                        content_security_policy(state.get("form_action_origin")),
+                    )
+                    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
                 if not path.startswith("/static/") and path not in ("/healthz", "/metrics"):
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)

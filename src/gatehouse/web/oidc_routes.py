@@ -6,7 +6,7 @@ response. Every redirect target after sign-in goes through ``redirects.resolve_r
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from gatehouse.domain.oidc_login import (
     logout_url,
     start_flow,
 )
+from gatehouse.domain.ratelimit import CALLBACK, OIDC_START
 from gatehouse.metrics import OIDC_CALLBACK
 from gatehouse.store.models import Session as SessionRow
 from gatehouse.web.console.auth import set_session_cookie
@@ -72,6 +73,7 @@ def oidc_start(
     prompt: str | None = None,
 ) -> Response:
     """Begin the authorization-code flow: 302 to the IdP's authorization endpoint."""
+    rt.ratelimit.hit(OIDC_START, client_ip(request))  # each start stores a flow row
     target = resolve_return_to(request, return_to)
     if purpose == "test":
         principal = resolve_principal(request)
@@ -116,6 +118,7 @@ def oidc_start(
 @router.get(CALLBACK_PATH)
 def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
     """The redirect URI: finish the flow and start a session (or show why not)."""
+    rt.ratelimit.hit(CALLBACK, client_ip(request))
     items = request.query_params.multi_items()
     params = dict(items)
     try:
@@ -181,6 +184,10 @@ def install(app: FastAPI) -> None:
     keeper = SessionKeeper(rt)
 
     def session_hook(request: Request, row: SessionRow) -> bool:
+        if row.method == "oidc" and row.idp_issuer:
+            # this page's sign-out form ends at the IdP: let its CSP form-action allow that
+            issuer = urlsplit(row.idp_issuer)
+            request.state.form_action_origin = f"{issuer.scheme}://{issuer.netloc}"
         outcome = keeper.check(row)
         if outcome == "reauth":
             request.state.oidc_reauth = True

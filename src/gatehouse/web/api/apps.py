@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gatehouse.domain import apps
 from gatehouse.domain.idp_state import get_state
+from gatehouse.domain.ratelimit import UNIFIED_LOGIN_URL
 from gatehouse.store.models import App
 from gatehouse.web.api.schemas import ErrorBody
-from gatehouse.web.deps import CurrentAdmin, RuntimeDep, actor_of
+from gatehouse.web.deps import CurrentAdmin, RowId, RuntimeDep, actor_of, rate_limited
 from gatehouse.web.redirects import check_return_to
 
 router = APIRouter(prefix="/api/v1", tags=["apps"])
@@ -68,8 +69,9 @@ class UnifiedLoginOut(BaseModel):
 @router.get(
     "/users/unified-login-url",
     response_model=UnifiedLoginOut,
-    responses={400: {"model": ErrorBody}},
+    responses={400: {"model": ErrorBody}, 429: {"model": ErrorBody}},
     summary="The sign-in URL for a custom app (public): ends at return_to with a session",
+    dependencies=[rate_limited(UNIFIED_LOGIN_URL)],  # public: bounded per address
 )
 def unified_login_url(
     rt: RuntimeDep, return_to: Annotated[str, Query(max_length=apps.URL_MAX)] = ""
@@ -103,14 +105,14 @@ def register_app(body: AppIn, request: Request, rt: RuntimeDep, admin: CurrentAd
 
 
 @router.get("/apps/{app_id}", response_model=AppOut, responses=ERRORS)
-def get_app(app_id: int, rt: RuntimeDep, _admin: CurrentAdmin) -> AppOut:
+def get_app(app_id: RowId, rt: RuntimeDep, _admin: CurrentAdmin) -> AppOut:
     with rt.db.session() as db:
         return AppOut.of(apps.get_app(db, app_id))
 
 
 @router.patch("/apps/{app_id}", response_model=AppOut, responses=ERRORS)
 def update_app(
-    app_id: int, body: AppUpdateIn, request: Request, rt: RuntimeDep, admin: CurrentAdmin
+    app_id: RowId, body: AppUpdateIn, request: Request, rt: RuntimeDep, admin: CurrentAdmin
 ) -> AppOut:
     with rt.db.session() as db:
         app = apps.update_app(
@@ -126,7 +128,7 @@ def update_app(
 
 
 @router.delete("/apps/{app_id}", status_code=204, responses=ERRORS)
-def delete_app(app_id: int, request: Request, rt: RuntimeDep, admin: CurrentAdmin) -> Response:
+def delete_app(app_id: RowId, request: Request, rt: RuntimeDep, admin: CurrentAdmin) -> Response:
     with rt.db.session() as db:
         apps.delete_app(db, actor_of(request, admin), apps.get_app(db, app_id))
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from gatehouse.domain import audit
 from gatehouse.web.api.schemas import AuditOut, AuditPage, ErrorBody
-from gatehouse.web.deps import CurrentAdmin, DbDep
+from gatehouse.web.deps import MAX_BIG_ID, CurrentAdmin, DbDep
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
@@ -26,7 +26,7 @@ def list_audit(
     actor: Annotated[str | None, Query(max_length=150)] = None,
     outcome: Annotated[str | None, Query(pattern="^(success|failure)$")] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_BIG_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:
     stmt = audit.query(action=action, actor=actor, outcome=outcome, q=q, before_id=before_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from gatehouse.domain import local_auth, users
+from gatehouse.domain.ratelimit import SIGN_IN
 from gatehouse.metrics import PASSWORD_LOGIN
 from gatehouse.web.api.schemas import ErrorBody, LocalLoginIn, TokenOut
 from gatehouse.web.deps import DbDep, RuntimeDep
@@ -20,9 +21,11 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
     summary="Password sign-in for API clients (local admins; everyone while OIDC is off)",
 )
 def local_login(body: LocalLoginIn, request: Request, rt: RuntimeDep, db: DbDep) -> TokenOut:
+    ip = client_ip(request)
     try:
+        rt.ratelimit.hit(SIGN_IN, ip)
         user_id = local_auth.authenticate(
-            rt.db.session, rt.lockout, body.username, body.password, client_ip(request)
+            rt.db.session, rt.lockout, body.username, body.password, ip
         )
     except Exception as exc:
         PASSWORD_LOGIN.labels(outcome=getattr(exc, "code", "error")).inc()

@@ -13,7 +13,7 @@ from gatehouse.domain.environments import EnvironmentView
 from gatehouse.settings import Settings
 from gatehouse.store.models import Environment
 from gatehouse.web.api.schemas import ErrorBody, StrictModel
-from gatehouse.web.deps import CurrentAdmin, DbDep, RuntimeDep, actor_of
+from gatehouse.web.deps import CurrentAdmin, DbDep, RowId, RuntimeDep, actor_of
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -113,7 +113,7 @@ def join_command(settings: Settings, env: Environment, token: str) -> str:
     )
 
 
-def _view(db: DbDep, env_id: int) -> EnvironmentView:
+def _view(db: DbDep, env_id: RowId) -> EnvironmentView:
     environments.get(db, env_id)
     return next(v for v in environments.view(db) if v.env.id == env_id)
 
@@ -186,13 +186,13 @@ def put_minimums(
 
 
 @router.get("/{env_id}", response_model=EnvironmentOut, responses=ERRORS)
-def get_environment(env_id: int, db: DbDep, _admin: CurrentAdmin) -> EnvironmentOut:
+def get_environment(env_id: RowId, db: DbDep, _admin: CurrentAdmin) -> EnvironmentOut:
     return EnvironmentOut.of(_view(db, env_id))
 
 
 @router.post("/{env_id}/join-token", response_model=JoinTokenOut, responses=ERRORS)
 def rotate_join_token(
-    env_id: int, request: Request, db: DbDep, rt: RuntimeDep, admin: CurrentAdmin
+    env_id: RowId, request: Request, db: DbDep, rt: RuntimeDep, admin: CurrentAdmin
 ) -> JoinTokenOut:
     """A new one-time join token (the previous one stops working)."""
     env = environments.get(db, env_id)
@@ -201,7 +201,7 @@ def rotate_join_token(
 
 
 @router.delete("/{env_id}", status_code=204, responses=ERRORS)
-def deregister(env_id: int, request: Request, db: DbDep, admin: CurrentAdmin) -> Response:
+def deregister(env_id: RowId, request: Request, db: DbDep, admin: CurrentAdmin) -> Response:
     """Remove the environment; its credential is refused from now on."""
     environments.deregister(db, actor_of(request, admin), environments.get(db, env_id))
     return Response(status_code=204)

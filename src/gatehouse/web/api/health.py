@@ -32,10 +32,21 @@ def readyz(rt: RuntimeDep) -> Response:
                 "detail": f"The database is not reachable ({type(exc).__name__}).",
             },
             status_code=503,
+            headers={"Retry-After": "5"},
         )
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

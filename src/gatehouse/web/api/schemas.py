@@ -147,6 +147,11 @@ class Page(BaseModel):
 
 class UserPage(Page):
     items: list[UserOut]
+    total_is_estimate: bool = Field(
+        default=False,
+        description="True when counting stopped at a bound (10,000): more than `total` users "
+        "match, and pages past total/per_page may exist.",
+    )
 
 
 class AuditOut(BaseModel):

@@ -16,10 +16,11 @@ from pydantic import BaseModel, Field
 from gatehouse.domain import api_tokens
 from gatehouse.domain.api_tokens import ApiTokenVerifier
 from gatehouse.domain.errors import Forbidden, Unauthenticated
+from gatehouse.domain.ratelimit import API_TOKENS
 from gatehouse.metrics import API_AUTH
 from gatehouse.store.models import ApiToken
 from gatehouse.web.api.schemas import ErrorBody, StrictModel
-from gatehouse.web.deps import CurrentUser, DbDep, actor_of, get_runtime
+from gatehouse.web.deps import CurrentUser, DbDep, RowId, actor_of, get_runtime, rate_limited
 from gatehouse.web.principal import ALL_SCOPES, Principal
 
 router = APIRouter(prefix="/api/v1", tags=["api tokens"])
@@ -29,6 +30,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody},
     404: {"model": ErrorBody},
     409: {"model": ErrorBody},
+    429: {"model": ErrorBody},
 }
 
 
@@ -121,6 +123,7 @@ def list_tokens(
     response_model=TokenCreatedOut,
     responses=ERRORS,
     summary="Create an API token (the secret is in the response, once)",
+    dependencies=[rate_limited(API_TOKENS)],
 )
 def create_token(
     body: TokenCreateIn, request: Request, principal: CurrentUser, db: DbDep, response: Response
@@ -139,8 +142,13 @@ def create_token(
     return TokenCreatedOut(**TokenOut.of(created.token).model_dump(), token=created.secret)
 
 
-@router.delete("/tokens/{token_id}", status_code=204, responses=ERRORS)
-def revoke_token(token_id: int, request: Request, principal: CurrentUser, db: DbDep) -> None:
+@router.delete(
+    "/tokens/{token_id}",
+    status_code=204,
+    responses=ERRORS,
+    dependencies=[rate_limited(API_TOKENS)],
+)
+def revoke_token(token_id: RowId, request: Request, principal: CurrentUser, db: DbDep) -> None:
     owner = None if principal.is_admin else principal.user.id
     api_tokens.revoke_token(db, actor_of(request, principal), token_id, owner_id=owner)
     db.flush()

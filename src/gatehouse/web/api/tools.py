@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from gatehouse.domain import token_exchange
 from gatehouse.domain.idp import IdPNotConfigured
+from gatehouse.domain.ratelimit import TOKEN_EXCHANGE
 from gatehouse.metrics import IDP_UNAVAILABLE
 from gatehouse.oidc import OIDCError
 from gatehouse.runtime import Runtime
@@ -98,12 +99,15 @@ def get_idp_config(request: Request, rt: RuntimeDep) -> Response:
         401: {"model": ErrorBody},
         403: {"model": ErrorBody},
         409: {"model": ErrorBody},
+        429: {"model": ErrorBody},
         503: {"model": ErrorBody},
     },
     summary="Exchange a fresh native-client ID token for a Gatehouse access token",
 )
 def exchange(body: ExchangeIn, request: Request, rt: RuntimeDep) -> JSONResponse:
-    result = token_exchange.exchange_id_token(rt, body.id_token, ip=client_ip(request))
+    ip = client_ip(request)
+    rt.ratelimit.hit(TOKEN_EXCHANGE, ip)
+    result = token_exchange.exchange_id_token(rt, body.id_token, ip=ip)
     out = TokenOut(access_token=result.access_token, expires_in=result.expires_in)
     return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
 

@@ -19,7 +19,7 @@ from gatehouse.web.api.schemas import (
     UserPage,
     UserUpdateIn,
 )
-from gatehouse.web.deps import CurrentAdmin, CurrentUser, DbDep, RuntimeDep, actor_of
+from gatehouse.web.deps import CurrentAdmin, CurrentUser, DbDep, RowId, RuntimeDep, actor_of
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -45,15 +45,15 @@ def list_users(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> UserPage:
-    items, total = users.search_users(
-        db, q=q, status=status, sort=sort, page=page, per_page=per_page
-    )
+    found = users.search_users(db, q=q, status=status, sort=sort, page=page, per_page=per_page)
     policy = password_policy(db)
     return UserPage(
         items=[
-            UserOut.of(u, policy_reason=policy.reason(local_admin=u.local_admin)) for u in items
+            UserOut.of(u, policy_reason=policy.reason(local_admin=u.local_admin))
+            for u in found.items
         ],
-        total=total,
+        total=found.total,
+        total_is_estimate=not found.exact,
         page=page,
         per_page=per_page,
     )
@@ -75,13 +75,13 @@ def create_user(body: UserCreateIn, request: Request, db: DbDep, admin: CurrentA
 
 
 @router.get("/users/{user_id}", response_model=UserOut, responses=ERRORS)
-def get_user(user_id: int, db: DbDep, _admin: CurrentAdmin) -> UserOut:
+def get_user(user_id: RowId, db: DbDep, _admin: CurrentAdmin) -> UserOut:
     return _out(db, users.get_user(db, user_id))
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, responses=ERRORS)
 def update_user(
-    user_id: int,
+    user_id: RowId,
     body: UserUpdateIn,
     request: Request,
     db: DbDep,
@@ -105,7 +105,7 @@ def update_user(
 
 @router.delete("/users/{user_id}", status_code=204, responses=ERRORS)
 def delete_user(
-    user_id: int, request: Request, db: DbDep, admin: CurrentAdmin, rt: RuntimeDep
+    user_id: RowId, request: Request, db: DbDep, admin: CurrentAdmin, rt: RuntimeDep
 ) -> Response:
     users.delete_user(db, actor_of(request, admin), users.get_user(db, user_id))
     rt.users.invalidate(user_id)
@@ -114,7 +114,7 @@ def delete_user(
 
 @router.put("/users/{user_id}/password", status_code=204, responses=ERRORS)
 def set_password(
-    user_id: int,
+    user_id: RowId,
     body: PasswordIn,
     request: Request,
     db: DbDep,
@@ -134,7 +134,7 @@ def set_password(
 
 @router.put("/users/{user_id}/roles", response_model=UserOut, responses=ERRORS)
 def set_roles(
-    user_id: int,
+    user_id: RowId,
     body: RolesIn,
     request: Request,
     db: DbDep,

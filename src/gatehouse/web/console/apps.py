@@ -9,7 +9,7 @@ from gatehouse.domain import apps
 from gatehouse.domain.errors import DomainError
 from gatehouse.runtime import Runtime
 from gatehouse.web.console.forms import ConsoleAdmin, Form, field
-from gatehouse.web.deps import RuntimeDep, actor_of
+from gatehouse.web.deps import RowId, RuntimeDep, actor_of
 from gatehouse.web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -67,7 +67,7 @@ def app_register(request: Request, form: Form, admin: ConsoleAdmin, rt: RuntimeD
 
 @router.get("/apps/{app_id}/delete")
 def app_delete_confirm(
-    request: Request, app_id: int, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, app_id: RowId, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     with rt.db.session() as db:
         app = apps.get_app(db, app_id)
@@ -88,7 +88,7 @@ def app_delete_confirm(
 
 @router.post("/apps/{app_id}/delete")
 def app_delete(
-    request: Request, app_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, app_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     with rt.db.session() as db:
         app = apps.get_app(db, app_id)

@@ -10,6 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from gatehouse.domain import audit, local_auth, passwords, sessions, users
 from gatehouse.domain.errors import DomainError
 from gatehouse.domain.idp_state import display_name, get_state, password_policy
+from gatehouse.domain.ratelimit import SIGN_IN
 from gatehouse.metrics import PASSWORD_LOGIN
 from gatehouse.web.console.forms import ConsoleUser, Form, field
 from gatehouse.web.deps import RuntimeDep, actor_of, resolve_principal, session_cookie_name
@@ -85,6 +86,7 @@ def login_local(request: Request, form: Form, rt: RuntimeDep) -> Response:
         )
     ip = client_ip(request)
     try:
+        rt.ratelimit.hit(SIGN_IN, ip)
         user_id = local_auth.authenticate(rt.db.session, rt.lockout, username, password, ip)
     except DomainError as exc:
         PASSWORD_LOGIN.labels(outcome=exc.code).inc()

@@ -13,7 +13,7 @@ from gatehouse.domain.errors import DomainError
 from gatehouse.sync.puller import read_status
 from gatehouse.web.api.environments import join_command
 from gatehouse.web.console.forms import ConsoleAdmin, Form, field
-from gatehouse.web.deps import RuntimeDep, actor_of
+from gatehouse.web.deps import RowId, RuntimeDep, actor_of
 from gatehouse.web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -50,7 +50,7 @@ def _list_page(
         )
 
 
-def _token_page(request: Request, rt: RuntimeDep, env_id: int, token: str) -> Response:
+def _token_page(request: Request, rt: RuntimeDep, env_id: RowId, token: str) -> Response:
     with rt.db.session() as db:
         env = environments.get(db, env_id)
         return render(
@@ -129,7 +129,7 @@ def prerequisites_save(
     return _redirect(request, "/environments/prerequisites", "Prerequisites saved.")
 
 
-def _detail(request: Request, rt: RuntimeDep, env_id: int) -> Response:
+def _detail(request: Request, rt: RuntimeDep, env_id: RowId) -> Response:
     with rt.db.session() as db:
         environments.get(db, env_id)
         view = next(v for v in environments.view(db) if v.env.id == env_id)
@@ -142,14 +142,14 @@ def _detail(request: Request, rt: RuntimeDep, env_id: int) -> Response:
 
 @router.get("/environments/{env_id}")
 def environment_detail(
-    request: Request, env_id: int, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, env_id: RowId, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     return _detail(request, rt, env_id)
 
 
 @router.post("/environments/{env_id}/join-token")
 def environment_join_token(
-    request: Request, env_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, env_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     with rt.db.session() as db:
         token = environments.rotate_join_token(
@@ -160,7 +160,7 @@ def environment_join_token(
 
 @router.get("/environments/{env_id}/deregister")
 def environment_deregister_confirm(
-    request: Request, env_id: int, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, env_id: RowId, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     with rt.db.session() as db:
         env = environments.get(db, env_id)
@@ -178,7 +178,7 @@ def environment_deregister_confirm(
 
 @router.post("/environments/{env_id}/deregister")
 def environment_deregister(
-    request: Request, env_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, env_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     with rt.db.session() as db:
         env = environments.get(db, env_id)

@@ -11,7 +11,7 @@ from gatehouse.domain import api_tokens
 from gatehouse.domain.errors import DomainError
 from gatehouse.web.api.tokens import creator_scopes
 from gatehouse.web.console.forms import ConsoleUser, Form, field
-from gatehouse.web.deps import RuntimeDep, actor_of
+from gatehouse.web.deps import RowId, RuntimeDep, actor_of
 from gatehouse.web.principal import Principal
 from gatehouse.web.templating import flash, render
 
@@ -96,7 +96,7 @@ def create_token(request: Request, principal: ConsoleUser, rt: RuntimeDep, form:
 
 @router.post("/tokens/{token_id}/revoke")
 def revoke_token(
-    token_id: int, request: Request, principal: ConsoleUser, rt: RuntimeDep, form: Form
+    token_id: RowId, request: Request, principal: ConsoleUser, rt: RuntimeDep, form: Form
 ) -> Response:
     with rt.db.session() as db:
         token = api_tokens.revoke_token(

@@ -13,7 +13,7 @@ from gatehouse.domain.errors import DomainError, InvalidInput
 from gatehouse.domain.idp_state import password_policy
 from gatehouse.store.models import Environment, User
 from gatehouse.web.console.forms import ConsoleAdmin, Form, field
-from gatehouse.web.deps import RuntimeDep, actor_of
+from gatehouse.web.deps import RowId, RuntimeDep, actor_of
 from gatehouse.web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -24,6 +24,21 @@ def _redirect(request: Request, url: str, message: str, kind: str = "success") -
     response = RedirectResponse(url, status_code=303)
     flash(response, request, message, kind)
     return response
+
+
+class _AtLeast(int):
+    """A page count known only as a lower bound: compares as a number, shows as "N+"."""
+
+    def __str__(self) -> str:
+        return f"{int(self)}+"
+
+
+def _pages(found: users.UserSearch, page: int) -> int:
+    """Pages to offer: exact when the total is; else at least one past the current full page."""
+    counted = max(1, ceil(found.total / PER_PAGE))
+    if found.exact:
+        return counted
+    return _AtLeast(max(counted, page + (1 if len(found.items) == PER_PAGE else 0)))
 
 
 @router.get("/users")
@@ -40,7 +55,7 @@ def user_list(
     if sort.lstrip("-") not in ("username", "email", "created_at", "last_sign_in_at"):
         sort = "username"
     with rt.db.session() as db:
-        items, total = users.search_users(
+        found = users.search_users(
             db,
             q=q[:150] or None,
             status=status if status in ("active", "disabled") else None,
@@ -49,16 +64,16 @@ def user_list(
             per_page=PER_PAGE,
         )
         policy = password_policy(db)
-        rows = [(u, users.effective_roles(u)) for u in items]
+        rows = [(u, users.effective_roles(u)) for u in found.items]
         return render(
             request,
             "users.html",
             {
                 "title": "Users",
                 "rows": rows,
-                "total": total,
+                "total": found.total if found.exact else f"more than {found.total:,}",
                 "page": page,
-                "pages": max(1, ceil(total / PER_PAGE)),
+                "pages": _pages(found, page),
                 "q": q,
                 "sort": sort,
                 "status": status,
@@ -146,7 +161,7 @@ def user_create(request: Request, form: Form, admin: ConsoleAdmin, rt: RuntimeDe
 def _detail(
     request: Request,
     rt: Any,
-    user_id: int,
+    user_id: RowId,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -183,12 +198,12 @@ def _detail(
 
 
 @router.get("/users/{user_id}")
-def user_detail(request: Request, user_id: int, admin: ConsoleAdmin, rt: RuntimeDep) -> Response:
+def user_detail(request: Request, user_id: RowId, admin: ConsoleAdmin, rt: RuntimeDep) -> Response:
     return _detail(request, rt, user_id)
 
 
 def _act(
-    request: Request, rt: Any, user_id: int, action: Any, done: str, error_field: str
+    request: Request, rt: Any, user_id: RowId, action: Any, done: str, error_field: str
 ) -> Response:
     try:
         with rt.db.session() as db:
@@ -206,7 +221,7 @@ def _act(
 
 @router.post("/users/{user_id}/profile")
 def user_profile(
-    request: Request, user_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, user_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     def action(db: Any, user: User) -> None:
         users.update_user(
@@ -223,7 +238,7 @@ def user_profile(
 
 @router.post("/users/{user_id}/status")
 def user_status(
-    request: Request, user_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, user_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     wanted = field(form, "status")
 
@@ -244,7 +259,7 @@ def user_status(
 
 @router.post("/users/{user_id}/local-admin")
 def user_local_admin(
-    request: Request, user_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, user_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     wanted = field(form, "local_admin") == "on"
 
@@ -269,7 +284,7 @@ def user_local_admin(
 
 @router.post("/users/{user_id}/password")
 def user_password(
-    request: Request, user_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, user_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     password = form.get("password")
 
@@ -289,7 +304,7 @@ def user_password(
 
 @router.post("/users/{user_id}/roles")
 def user_roles(
-    request: Request, user_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, user_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     grants: list[users.RoleGrant] = []
     for item in form.getlist("grant"):
@@ -308,7 +323,7 @@ def user_roles(
 
 @router.get("/users/{user_id}/delete")
 def user_delete_confirm(
-    request: Request, user_id: int, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, user_id: RowId, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     with rt.db.session() as db:
         user = users.get_user(db, user_id)
@@ -328,7 +343,7 @@ def user_delete_confirm(
 
 @router.post("/users/{user_id}/delete")
 def user_delete(
-    request: Request, user_id: int, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
+    request: Request, user_id: RowId, form: Form, admin: ConsoleAdmin, rt: RuntimeDep
 ) -> Response:
     try:
         with rt.db.session() as db:

@@ -1,0 +1,294 @@
+"""Issue 9 item 3: secrets at rest and ``gatehouse keys rotate`` — every encrypted column is
+re-encrypted in batches while a server keeps running, the old key decrypts until the rotation
+ends, then it is gone; the signing key is rotated too."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import LargeBinary, select
+
+from gatehouse.domain import keyrotation
+from gatehouse.domain.crypto import DecryptionError, SecretBox, key_id_of
+from gatehouse.domain.idp import KEY_CONTEXT, SECRET_CONTEXT
+from gatehouse.domain.oidc_login import FLOW_CONTEXT, ID_TOKEN_CONTEXT, REFRESH_TOKEN_CONTEXT
+from gatehouse.runtime import Runtime
+from gatehouse.store.models import Base, IdPConfig, KeyValue, OIDCFlow, Session, User, utcnow
+from gatehouse.sync.puller import CREDENTIAL_CONTEXT, CREDENTIAL_KEY
+from helpers import make_settings
+
+SECRETS = {
+    "client_secret": "idp-client-secret-value",
+    "jwk": '{"kty":"EC","d":"private"}',
+    "refresh": "refresh-token-value",
+    "id_token": "id.token.value",
+    "flow": '{"nonce":"n"}',
+    "credential": "environment-credential-value",
+}
+
+
+@pytest.fixture
+def file_runtime(tmp_path: Path, database_url: str) -> Iterator[Runtime]:
+    """A running server whose key lives in DATA_DIR/secret.key (no GATEHOUSE_SECRET_KEY)."""
+    rt = Runtime(make_settings(tmp_path, database_url, secret_key=None))
+    rt.start()
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def seed(rt: Runtime, sessions: int = 7) -> None:
+    """One value in every encrypted column, under the runtime's current key."""
+    box = rt.box
+    now = utcnow()
+    with rt.db.session() as db:
+        user = User(username="alice", username_key="alice")
+        db.add(user)
+        db.add(
+            IdPConfig(
+                version=1,
+                created_by="test",
+                client_secret_enc=box.encrypt_str(SECRETS["client_secret"], context=SECRET_CONTEXT),
+                private_key_jwk_enc=box.encrypt_str(SECRETS["jwk"], context=KEY_CONTEXT),
+            )
+        )
+        db.flush()
+        for i in range(sessions):
+            db.add(
+                Session(
+                    id_hash=f"{i:064d}",
+                    user_id=user.id,
+                    method="oidc",
+                    expires_at=now + timedelta(hours=1),
+                    csrf_secret="c",
+                    refresh_token_enc=box.encrypt_str(
+                        SECRETS["refresh"], context=REFRESH_TOKEN_CONTEXT
+                    ),
+                    id_token_enc=box.encrypt_str(SECRETS["id_token"], context=ID_TOKEN_CONTEXT),
+                )
+            )
+        db.add(
+            OIDCFlow(
+                state_hash="s" * 64,
+                browser_hash="b" * 64,
+                data_enc=box.encrypt_str(SECRETS["flow"], context=FLOW_CONTEXT + "s" * 64),
+                config_version=1,
+                expires_at=now + timedelta(minutes=5),
+            )
+        )
+        blob = box.encrypt_str(SECRETS["credential"], context=CREDENTIAL_CONTEXT)
+        db.add(
+            KeyValue(
+                key=CREDENTIAL_KEY,
+                value={"console_url": "x", "credential_enc": base64.b64encode(blob).decode()},
+            )
+        )
+
+
+def read_all(rt: Runtime, box: SecretBox) -> dict[str, Any]:
+    with rt.db.session() as db:
+        cfg = db.get(IdPConfig, 1)
+        assert cfg is not None and cfg.client_secret_enc and cfg.private_key_jwk_enc
+        flow = db.get(OIDCFlow, "s" * 64)
+        assert flow is not None
+        kv = db.get(KeyValue, CREDENTIAL_KEY)
+        assert kv is not None
+        rows = list(db.scalars(select(Session)))
+        return {
+            "client_secret": box.decrypt_str(cfg.client_secret_enc, context=SECRET_CONTEXT),
+            "jwk": box.decrypt_str(cfg.private_key_jwk_enc, context=KEY_CONTEXT),
+            "refresh": {
+                box.decrypt_str(r.refresh_token_enc or b"", context=REFRESH_TOKEN_CONTEXT)
+                for r in rows
+            },
+            "id_token": {
+                box.decrypt_str(r.id_token_enc or b"", context=ID_TOKEN_CONTEXT) for r in rows
+            },
+            "flow": box.decrypt_str(flow.data_enc, context=FLOW_CONTEXT + "s" * 64),
+            "credential": box.decrypt_str(
+                base64.b64decode(kv.value["credential_enc"]), context=CREDENTIAL_CONTEXT
+            ),
+        }
+
+
+EXPECTED = {**SECRETS, "refresh": {SECRETS["refresh"]}, "id_token": {SECRETS["id_token"]}}
+
+
+def test_key_file_is_created_0600_and_values_at_rest_are_ciphertext(
+    file_runtime: Runtime,
+) -> None:
+    key_file = file_runtime.settings.key_file
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    seed(file_runtime)
+    with file_runtime.db.session() as db:
+        cfg = db.get(IdPConfig, 1)
+        assert cfg is not None and cfg.client_secret_enc is not None
+        assert SECRETS["client_secret"].encode() not in cfg.client_secret_enc
+    assert read_all(file_runtime, file_runtime.box) == EXPECTED
+
+
+def test_every_encrypted_column_is_known_to_the_rotation() -> None:
+    binary = {
+        f"{table.name}.{column.name}"
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, LargeBinary)
+    }
+    assert binary == {c.name for c in keyrotation.COLUMNS}
+
+
+def test_rotation_reencrypts_everything_while_a_server_keeps_working(
+    file_runtime: Runtime, tmp_path: Path
+) -> None:
+    seed(file_runtime, sessions=7)
+    old_id = file_runtime.box.active_key_id
+    token_before, _ = file_runtime.tokens.issue("1")
+    settings = file_runtime.settings
+
+    assert keyrotation.begin(settings) is True
+    assert keyrotation.in_progress(settings)
+    # the CLI's own process (built after begin) re-encrypts, in batches of 3
+    with_new = Runtime(make_settings(tmp_path, settings.resolved_database_url, secret_key=None))
+    try:
+        with_new.tokens.load_keys(create=False)
+        assert with_new.box.active_key_id != old_id
+        report, kid = keyrotation.reencrypt(
+            with_new.db, with_new.box, with_new.tokens, batch_size=3
+        )
+        assert report.old == 0 and report.unreadable == 0
+        assert report.rewritten == 2 + 7 * 2 + 1 + 1 + 1  # idp x2, sessions x2, flow, key, cred
+        assert kid is not None
+        # the server that started before the rotation reads the new ciphertexts at once
+        assert read_all(file_runtime, file_runtime.box) == EXPECTED
+        assert file_runtime.box.active_key_id == with_new.box.active_key_id
+        # tokens signed before still verify; new ones are signed with the new key
+        assert with_new.tokens.verify(token_before)["sub"] == "1"
+        token_after, _ = with_new.tokens.issue("1")
+        assert kid in base64.urlsafe_b64decode(token_after.split(".")[0] + "==").decode()
+
+        done = keyrotation.finish(settings, with_new.db, with_new.box, with_new.tokens)
+        assert done.dropped_from_file == 1 and done.report.old == 0
+        assert done.signing_keys_retire_after is not None  # old tokens may still be alive
+        assert with_new.tokens.retire_previous_keys(timedelta(0)) is None
+    finally:
+        with_new.close()
+    assert not keyrotation.in_progress(settings)
+    assert len(settings.key_file.read_text().split()) == 1
+    assert settings.key_file.stat().st_mode & 0o777 == 0o600
+    only_new = SecretBox(*settings.keyring())
+    assert read_all(file_runtime, only_new) == EXPECTED
+    old_only = SecretBox(b"unused-" + b"x" * 40)
+    with pytest.raises(DecryptionError):
+        read_all(file_runtime, old_only)
+    assert old_id not in only_new.key_ids
+
+
+def test_finish_refuses_while_a_value_still_needs_the_old_key(
+    file_runtime: Runtime, tmp_path: Path
+) -> None:
+    seed(file_runtime, sessions=1)
+    settings = file_runtime.settings
+    old_secret = settings.keyring()[0]
+    keyrotation.begin(settings)
+    rt = Runtime(make_settings(tmp_path, settings.resolved_database_url, secret_key=None))
+    try:
+        keyrotation.reencrypt(rt.db, rt.box, rt.tokens)
+        # a server that had not switched yet writes under the old key meanwhile
+        stale = SecretBox(old_secret).encrypt_str("late", context=REFRESH_TOKEN_CONTEXT)
+        with rt.db.session() as db:
+            row = db.scalars(select(Session)).one()
+            row.refresh_token_enc = stale
+        with pytest.raises(keyrotation.RotationError, match="still encrypted under an old key"):
+            keyrotation.finish(settings, rt.db, rt.box, rt.tokens)
+        assert keyrotation.in_progress(settings)  # nothing dropped
+        keyrotation.reencrypt(rt.db, rt.box, rt.tokens)  # resumable
+        keyrotation.finish(settings, rt.db, rt.box, rt.tokens)
+    finally:
+        rt.close()
+    assert not keyrotation.in_progress(settings)
+
+
+def test_env_key_rotation_uses_old_secret_keys_setting(tmp_path: Path, database_url: str) -> None:
+    old = "old-secret-key-" + "o" * 40
+    new = "new-secret-key-" + "n" * 40
+    before = Runtime(make_settings(tmp_path, database_url, secret_key=old))
+    before.start()
+    seed(before, sessions=2)
+    before.close()
+    with pytest.raises(keyrotation.RotationError, match="GATEHOUSE_OLD_SECRET_KEYS"):
+        keyrotation.begin(make_settings(tmp_path, database_url, secret_key=new))
+    settings = make_settings(tmp_path, database_url, secret_key=new, old_secret_keys=old)
+    assert keyrotation.begin(settings) is False  # nothing to write: the operator deployed it
+    rt = Runtime(settings)
+    try:
+        rt.tokens.load_keys(create=False)
+        report, kid = keyrotation.reencrypt(rt.db, rt.box, rt.tokens)
+        assert report.old == 0 and report.rewritten > 0 and kid is not None
+        keyrotation.finish(settings, rt.db, rt.box, rt.tokens)
+    finally:
+        rt.close()
+    assert read_all(before, SecretBox(new.encode())) == EXPECTED
+
+
+def test_csrf_and_flash_signatures_made_before_a_rotation_still_verify() -> None:
+    old, new = b"o" * 40, b"n" * 40
+    signature = SecretBox(old).sign("s:csrf")
+    rotating = SecretBox(new, old)
+    assert rotating.verify("s:csrf", signature)
+    assert not SecretBox(new).verify("s:csrf", signature)
+    assert key_id_of(new) == rotating.active_key_id
+
+
+def test_cli_keys_rotate_then_finish(file_runtime: Runtime, tmp_path: Path) -> None:
+    seed(file_runtime, sessions=2)
+    env = {
+        **os.environ,
+        "GATEHOUSE_DATA_DIR": str(file_runtime.settings.data_dir),
+        "GATEHOUSE_DATABASE_URL": file_runtime.settings.resolved_database_url,
+    }
+    env.pop("GATEHOUSE_SECRET_KEY", None)
+    cli = [sys.executable, "-m", "gatehouse.cli", "keys"]
+    rotate = subprocess.run(
+        [*cli, "rotate", "--batch-size", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert rotate.returncode == 0, rotate.stdout + rotate.stderr
+    assert "New key active" in rotate.stdout and "New signing key" in rotate.stdout
+    status = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert "Rotation in progress" in status.stdout
+    finish = subprocess.run(
+        [*cli, "rotate", "--finish"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    assert "Dropped 1 old key" in finish.stdout
+    assert read_all(file_runtime, file_runtime.box) == EXPECTED
+    again = subprocess.run(
+        [*cli, "rotate", "--new-key-stdin"],
+        env=env,
+        input="short\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "at least 32" in again.stdout + again.stderr
+
+
+def test_a_deleted_key_file_never_makes_a_running_server_switch_keys(
+    file_runtime: Runtime,
+) -> None:
+    seed(file_runtime, sessions=1)
+    before = file_runtime.box.active_key_id
+    file_runtime.settings.key_file.unlink()
+    time.sleep(2.1)  # past the re-read interval
+    blob = file_runtime.box.encrypt(b"x")
+    assert blob[1:5] == before and not file_runtime.settings.key_file.exists()
+    assert read_all(file_runtime, file_runtime.box) == EXPECTED
