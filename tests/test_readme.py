@@ -10,8 +10,11 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 
 
 def test_readme_documents_every_setting() -> None:
-    missing = [f"GATEHOUSE_{n.upper()}" for n in Settings.model_fields
-               if f"`GATEHOUSE_{n.upper()}`" not in README]
+    missing = [
+        f"GATEHOUSE_{n.upper()}"
+        for n in Settings.model_fields
+        if f"`GATEHOUSE_{n.upper()}`" not in README
+    ]
     assert not missing, f"README settings table lacks {missing}"
 
 

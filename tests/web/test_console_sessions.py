@@ -11,12 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from helpers import ADMIN_PASSWORD, make_settings
-from helpers import console_login, csrf_from
 from gatehouse.domain.crypto import sha256_hex
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Session as SessionRow
 from gatehouse.web.app import create_app
+from helpers import ADMIN_PASSWORD, console_login, csrf_from, make_settings
 
 COOKIE = "gatehouse_session"
 
@@ -40,16 +39,15 @@ def https_client(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[TestClient, 
     from gatehouse.domain.audit import Actor
 
     with rt.db.session() as db:
-        users.create_user(db, Actor.system("t"), username="root", password=ADMIN_PASSWORD,
-                          local_admin=True)
+        users.create_user(
+            db, Actor.system("t"), username="root", password=ADMIN_PASSWORD, local_admin=True
+        )
     with TestClient(create_app(runtime=rt), base_url="https://gatehouse.example.com") as c:
         yield c, rt
     rt.close()
 
 
-def test_https_cookie_is_secure_and_host_prefixed(
-    https_client: tuple[TestClient, Runtime]
-) -> None:
+def test_https_cookie_is_secure_and_host_prefixed(https_client: tuple[TestClient, Runtime]) -> None:
     client, _rt = https_client
     r = console_login(client)
     header = r.headers["set-cookie"]
@@ -117,8 +115,9 @@ def test_absolute_lifetime_ends_an_active_session(
         assert db.scalars(select(SessionRow)).one().revoked_reason == "expired"
 
 
-@pytest.mark.parametrize("settings_overrides", [{"session_idle_minutes": 1,
-                                                 "session_max_hours": 2}])
+@pytest.mark.parametrize(
+    "settings_overrides", [{"session_idle_minutes": 1, "session_max_hours": 2}]
+)
 def test_timeouts_are_configurable(
     client: TestClient, local_admin: int, runtime: Runtime, settings_overrides: dict[str, Any]
 ) -> None:
@@ -137,8 +136,9 @@ def test_form_without_csrf_token_is_refused_and_changes_nothing(
     r = client.post("/users/new", data={"username": "sneaky"}, follow_redirects=False)
     assert r.status_code == 403
     assert "did not come from this site" in r.text
-    r = client.post("/users/new", data={"username": "sneaky", "csrf_token": "forged"},
-                    follow_redirects=False)
+    r = client.post(
+        "/users/new", data={"username": "sneaky", "csrf_token": "forged"}, follow_redirects=False
+    )
     assert r.status_code == 403
     from gatehouse.domain.users import find_by_username
 
@@ -149,14 +149,21 @@ def test_form_without_csrf_token_is_refused_and_changes_nothing(
 def test_cross_site_origin_is_refused(client: TestClient, local_admin: int) -> None:
     console_login(client)
     token = csrf_from(client.get("/users/new").text)
-    r = client.post("/users/new", data={"username": "x1", "csrf_token": token},
-                    headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    r = client.post(
+        "/users/new",
+        data={"username": "x1", "csrf_token": token},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
     assert r.status_code == 403
 
 
 def test_login_form_needs_csrf_too(client: TestClient, local_admin: int) -> None:
-    r = client.post("/login/local", data={"username": "root", "password": ADMIN_PASSWORD},
-                    follow_redirects=False)
+    r = client.post(
+        "/login/local",
+        data={"username": "root", "password": ADMIN_PASSWORD},
+        follow_redirects=False,
+    )
     assert r.status_code == 403
 
 
@@ -187,7 +194,9 @@ def test_return_to_only_accepts_local_paths(client: TestClient, local_admin: int
 
 
 def test_activation_of_oidc_ends_password_sessions_of_non_admins(
-    client: TestClient, make_user: Callable[..., int], set_oidc_active: Callable[[bool], None],
+    client: TestClient,
+    make_user: Callable[..., int],
+    set_oidc_active: Callable[[bool], None],
     runtime: Runtime,
 ) -> None:
     make_user("dev1", password="dev1-password-123")

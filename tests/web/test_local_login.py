@@ -9,9 +9,9 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from helpers import ADMIN_PASSWORD
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent, LoginAttempt
+from helpers import ADMIN_PASSWORD
 
 
 def _login(client: TestClient, username: str, password: str) -> object:
@@ -97,8 +97,11 @@ def test_sign_in_failures_and_success_are_audited(
     _login(client, "root", ADMIN_PASSWORD)
     with runtime.db.session() as db:
         rows = list(
-            db.scalars(select(AuditEvent).where(AuditEvent.action == "login.password")
-                       .order_by(AuditEvent.id))
+            db.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "login.password")
+                .order_by(AuditEvent.id)
+            )
         )
     assert [(r.outcome, r.reason) for r in rows] == [
         ("failure", "bad_password"),
@@ -118,10 +121,9 @@ def test_disabled_user_cannot_sign_in(
     assert r.json()["error"] == "account_disabled"
 
 
-def test_audit_rows_cannot_be_updated_through_any_api(client: TestClient,
-                                                      admin_headers: dict[str, str]) -> None:
+def test_audit_rows_cannot_be_updated_through_any_api(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
     for method in ("put", "patch", "delete"):
         r = getattr(client, method)("/api/v1/audit", headers=admin_headers)
         assert r.status_code == 405
-
-

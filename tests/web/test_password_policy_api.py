@@ -11,7 +11,7 @@ from sqlalchemy import select
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import User
 
-PASSWORD = "user-password-1234"  # noqa: S105
+PASSWORD = "user-password-1234"
 
 
 def _create(client: TestClient, headers: dict[str, str], **body: object) -> object:
@@ -20,7 +20,9 @@ def _create(client: TestClient, headers: dict[str, str], **body: object) -> obje
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_a_local_admin_created_with_password_in_both_modes(
-    client: TestClient, admin_headers: dict[str, str], set_oidc_active: Callable[[bool], None],
+    client: TestClient,
+    admin_headers: dict[str, str],
+    set_oidc_active: Callable[[bool], None],
     active: bool,
 ) -> None:
     set_oidc_active(active)
@@ -38,7 +40,9 @@ def test_rule_a_non_admin_with_password_allowed_while_inactive(
 
 
 def test_rule_a_non_admin_with_password_refused_while_active(
-    client: TestClient, admin_headers: dict[str, str], set_oidc_active: Callable[[bool], None],
+    client: TestClient,
+    admin_headers: dict[str, str],
+    set_oidc_active: Callable[[bool], None],
     runtime: Runtime,
 ) -> None:
     set_oidc_active(True)
@@ -52,13 +56,17 @@ def test_rule_a_non_admin_with_password_refused_while_active(
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_b_set_password_of_non_admin(
-    client: TestClient, admin_headers: dict[str, str], set_oidc_active: Callable[[bool], None],
-    make_user: Callable[..., int], active: bool,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    set_oidc_active: Callable[[bool], None],
+    make_user: Callable[..., int],
+    active: bool,
 ) -> None:
     uid = make_user("dev1")
     set_oidc_active(active)
-    r = client.put(f"/api/v1/users/{uid}/password", json={"password": PASSWORD},
-                   headers=admin_headers)
+    r = client.put(
+        f"/api/v1/users/{uid}/password", json={"password": PASSWORD}, headers=admin_headers
+    )
     if active:
         assert r.status_code == 409
         assert r.json()["error"] == "password_not_allowed"
@@ -68,19 +76,25 @@ def test_rule_b_set_password_of_non_admin(
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_b_set_password_of_local_admin_allowed_in_both_modes(
-    client: TestClient, admin_headers: dict[str, str], set_oidc_active: Callable[[bool], None],
-    make_user: Callable[..., int], active: bool,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    set_oidc_active: Callable[[bool], None],
+    make_user: Callable[..., int],
+    active: bool,
 ) -> None:
     uid = make_user("ops2", local_admin=True, password=PASSWORD)
     set_oidc_active(active)
-    r = client.put(f"/api/v1/users/{uid}/password", json={"password": PASSWORD + "x"},
-                   headers=admin_headers)
+    r = client.put(
+        f"/api/v1/users/{uid}/password", json={"password": PASSWORD + "x"}, headers=admin_headers
+    )
     assert r.status_code == 204
 
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_c_password_sign_in_of_non_admin(
-    client: TestClient, set_oidc_active: Callable[[bool], None], make_user: Callable[..., int],
+    client: TestClient,
+    set_oidc_active: Callable[[bool], None],
+    make_user: Callable[..., int],
     active: bool,
 ) -> None:
     make_user("dev1", password=PASSWORD)
@@ -120,7 +134,9 @@ def test_rule_c_bearer_token_of_non_admin_password_login_is_not_a_way_around(
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_d_new_users_are_created_without_password_by_default(
-    client: TestClient, admin_headers: dict[str, str], set_oidc_active: Callable[[bool], None],
+    client: TestClient,
+    admin_headers: dict[str, str],
+    set_oidc_active: Callable[[bool], None],
     active: bool,
 ) -> None:
     set_oidc_active(active)
@@ -134,17 +150,27 @@ def test_rule_d_new_users_are_created_without_password_by_default(
 
 
 def test_rule_e_hashes_are_kept_and_deactivation_restores_sign_in(
-    client: TestClient, set_oidc_active: Callable[[bool], None], make_user: Callable[..., int],
+    client: TestClient,
+    set_oidc_active: Callable[[bool], None],
+    make_user: Callable[..., int],
     runtime: Runtime,
 ) -> None:
     uid = make_user("dev1", password=PASSWORD)
     with runtime.db.session() as db:
         before = db.get(User, uid).password_hash  # type: ignore[union-attr]
     set_oidc_active(True)
-    assert client.post("/api/v1/auth/local",
-                       json={"username": "dev1", "password": PASSWORD}).status_code == 409
+    assert (
+        client.post(
+            "/api/v1/auth/local", json={"username": "dev1", "password": PASSWORD}
+        ).status_code
+        == 409
+    )
     with runtime.db.session() as db:
         assert db.get(User, uid).password_hash == before  # type: ignore[union-attr]
     set_oidc_active(False)
-    assert client.post("/api/v1/auth/local",
-                       json={"username": "dev1", "password": PASSWORD}).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/auth/local", json={"username": "dev1", "password": PASSWORD}
+        ).status_code
+        == 200
+    )

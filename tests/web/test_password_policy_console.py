@@ -11,7 +11,7 @@ from gatehouse.domain.users import find_by_username
 from gatehouse.runtime import Runtime
 from helpers import console_login, csrf_from
 
-PASSWORD = "user-password-1234"  # noqa: S105
+PASSWORD = "user-password-1234"
 
 
 @pytest.fixture
@@ -22,13 +22,14 @@ def admin_client(client: TestClient, local_admin: int) -> TestClient:
 
 def _create(client: TestClient, **fields: str) -> object:
     token = csrf_from(client.get("/users/new").text)
-    return client.post("/users/new", data={"csrf_token": token, **fields},
-                       follow_redirects=False)
+    return client.post("/users/new", data={"csrf_token": token, **fields}, follow_redirects=False)
 
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_a_console_create_non_admin_with_password(
-    admin_client: TestClient, set_oidc_active: Callable[[bool], None], runtime: Runtime,
+    admin_client: TestClient,
+    set_oidc_active: Callable[[bool], None],
+    runtime: Runtime,
     active: bool,
 ) -> None:
     set_oidc_active(active)
@@ -37,8 +38,10 @@ def test_rule_a_console_create_non_admin_with_password(
         created = find_by_username(db, "dev1")
     if active:
         assert r.status_code == 409
-        assert "only local admins have a Gatehouse password" in r.text or \
-            "created without a password" in r.text
+        assert (
+            "only local admins have a Gatehouse password" in r.text
+            or "created without a password" in r.text
+        )
         assert 'id="err-password"' in r.text  # inline, next to the field
         assert created is None
     else:
@@ -48,7 +51,9 @@ def test_rule_a_console_create_non_admin_with_password(
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_a_console_create_local_admin_with_password(
-    admin_client: TestClient, set_oidc_active: Callable[[bool], None], active: bool,
+    admin_client: TestClient,
+    set_oidc_active: Callable[[bool], None],
+    active: bool,
 ) -> None:
     set_oidc_active(active)
     r = _create(admin_client, username="ops2", password=PASSWORD, local_admin="on")
@@ -57,8 +62,10 @@ def test_rule_a_console_create_local_admin_with_password(
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_b_console_set_password_of_non_admin(
-    admin_client: TestClient, set_oidc_active: Callable[[bool], None],
-    make_user: Callable[..., int], active: bool,
+    admin_client: TestClient,
+    set_oidc_active: Callable[[bool], None],
+    make_user: Callable[..., int],
+    active: bool,
 ) -> None:
     uid = make_user("dev1")
     set_oidc_active(active)
@@ -67,9 +74,15 @@ def test_rule_b_console_set_password_of_non_admin(
         # The form is replaced by the reason.
         assert 'id="password-managed"' in page.text and 'id="set-password"' not in page.text
     token = csrf_from(page.text)
-    r = admin_client.post(f"/users/{uid}/password", data={
-        "csrf_token": token, "password": PASSWORD, "confirm_password": PASSWORD,
-    }, follow_redirects=False)
+    r = admin_client.post(
+        f"/users/{uid}/password",
+        data={
+            "csrf_token": token,
+            "password": PASSWORD,
+            "confirm_password": PASSWORD,
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == (409 if active else 303)
     if active:
         assert "Only local admins can have a password" in r.text
@@ -77,7 +90,9 @@ def test_rule_b_console_set_password_of_non_admin(
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_c_console_password_sign_in_of_non_admin(
-    client: TestClient, set_oidc_active: Callable[[bool], None], make_user: Callable[..., int],
+    client: TestClient,
+    set_oidc_active: Callable[[bool], None],
+    make_user: Callable[..., int],
     active: bool,
 ) -> None:
     make_user("dev1", password=PASSWORD)
@@ -99,7 +114,9 @@ def test_rule_c_console_local_admin_still_signs_in_while_active(
 
 @pytest.mark.parametrize("active", [False, True])
 def test_rule_d_console_creates_users_without_password_by_default(
-    admin_client: TestClient, set_oidc_active: Callable[[bool], None], runtime: Runtime,
+    admin_client: TestClient,
+    set_oidc_active: Callable[[bool], None],
+    runtime: Runtime,
     active: bool,
 ) -> None:
     set_oidc_active(active)
@@ -113,7 +130,9 @@ def test_rule_d_console_creates_users_without_password_by_default(
 
 
 def test_rule_e_console_deactivation_restores_password_sign_in(
-    client: TestClient, set_oidc_active: Callable[[bool], None], make_user: Callable[..., int],
+    client: TestClient,
+    set_oidc_active: Callable[[bool], None],
+    make_user: Callable[..., int],
 ) -> None:
     make_user("dev1", password=PASSWORD)
     set_oidc_active(True)
@@ -127,8 +146,11 @@ def test_last_admin_controls_are_disabled_and_refused_in_console(
 ) -> None:
     page = admin_client.get(f"/users/{local_admin}")
     assert "last enabled local admin" in page.text
-    r = admin_client.post(f"/users/{local_admin}/status", data={
-        "csrf_token": csrf_from(page.text), "status": "disabled"}, follow_redirects=False)
+    r = admin_client.post(
+        f"/users/{local_admin}/status",
+        data={"csrf_token": csrf_from(page.text), "status": "disabled"},
+        follow_redirects=False,
+    )
     assert r.status_code == 409
     assert 'id="err-status"' in r.text
 
@@ -161,10 +183,16 @@ def test_first_run_admin_must_change_password_and_file_is_removed(
     assert r.headers["location"] == "/account/password"
     assert client.get("/users", follow_redirects=False).headers["location"] == "/account/password"
     token = csrf_from(client.get("/account/password").text)
-    r = client.post("/account/password", data={
-        "csrf_token": token, "current_password": password,
-        "new_password": "a-new-admin-password", "confirm_password": "a-new-admin-password",
-    }, follow_redirects=False)
+    r = client.post(
+        "/account/password",
+        data={
+            "csrf_token": token,
+            "current_password": password,
+            "new_password": "a-new-admin-password",
+            "confirm_password": "a-new-admin-password",
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert not path.exists()
     assert client.get("/users", follow_redirects=False).status_code == 200

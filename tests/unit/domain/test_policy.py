@@ -39,7 +39,7 @@ def test_rule_b_set_password_refused_for_non_admin_while_active() -> None:
 def test_rule_c_sign_in_refused_for_non_admin_and_points_to_idp() -> None:
     with pytest.raises(PasswordNotAllowed) as exc:
         ON.check_sign_in(local_admin=False)
-    assert 'Sign in with Acme SSO' in exc.value.detail
+    assert "Sign in with Acme SSO" in exc.value.detail
     ON.check_sign_in(local_admin=True)
 
 

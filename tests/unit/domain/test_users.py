@@ -19,8 +19,20 @@ def test_username_key_folds_german_sharp_s() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", " ", "a b", "tab\tname", "new\nline", "_lead", ".lead", "x" * 151, "semi;colon",
-            "slash/name", "\u0000nul"],
+    "bad",
+    [
+        "",
+        " ",
+        "a b",
+        "tab\tname",
+        "new\nline",
+        "_lead",
+        ".lead",
+        "x" * 151,
+        "semi;colon",
+        "slash/name",
+        "\u0000nul",
+    ],
 )
 def test_invalid_usernames_are_refused(bad: str) -> None:
     with pytest.raises(InvalidInput):
