@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NPM_STAMP := tests/idp/node_modules/.installed
 export GATEHOUSE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+export GATEHOUSE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: run test demo lint typecheck check clean install
 

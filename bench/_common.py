@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 ADMIN = "bench-admin"
-ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - benchmark credential
+ADMIN_PASSWORD = "bench-admin-password"
 
 
 def free_port() -> int:
@@ -32,23 +32,46 @@ def free_port() -> int:
 
 @contextmanager
 def gatehouse_server(
-    *, database_url: str | None = None, extra_env: dict[str, str] | None = None
+    *,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+    pid: list[int] | None = None,
 ) -> Iterator[str]:
-    """A bootstrapped `gatehouse serve` (one worker) on a free port; yields its URL."""
+    """A bootstrapped `gatehouse serve` (one worker) on ``port`` (default: a free one); yields
+    its URL. ``pid``, when given, receives the server's process id."""
     data = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
-    env.update({"GATEHOUSE_DATA_DIR": str(data), "GATEHOUSE_PUBLIC_URL": url,
-                "GATEHOUSE_LOG_LEVEL": "WARNING", **(extra_env or {})})
+    env.update(
+        {
+            "GATEHOUSE_DATA_DIR": str(data),
+            "GATEHOUSE_PUBLIC_URL": url,
+            "GATEHOUSE_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+    )
     if database_url:
         env["GATEHOUSE_DATABASE_URL"] = database_url
     cli = [sys.executable, "-m", "gatehouse.cli"]
-    subprocess.run([*cli, "admin", "bootstrap", "--username", ADMIN, "--password-stdin"],
-                   input=ADMIN_PASSWORD + "\n", env=env, check=True, capture_output=True,
-                   text=True)
-    proc = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    subprocess.run(
+        [*cli, "admin", "bootstrap", "--username", ADMIN, "--password-stdin"],
+        input=ADMIN_PASSWORD + "\n",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    proc = subprocess.Popen(
+        [*cli, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if pid is not None:
+        pid.append(proc.pid)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -58,7 +81,8 @@ def gatehouse_server(
             except httpx.HTTPError:
                 time.sleep(0.2)
             if proc.poll() is not None:
-                raise RuntimeError(f"gatehouse serve exited: {proc.stderr.read()[-2000:]}")
+                stderr = proc.stderr.read() if proc.stderr else ""
+                raise RuntimeError(f"gatehouse serve exited: {stderr[-2000:]}")
         else:
             raise RuntimeError("gatehouse serve did not start")
         yield url
@@ -69,8 +93,7 @@ def gatehouse_server(
 
 
 def admin_token(url: str) -> str:
-    r = httpx.post(f"{url}/api/v1/auth/local",
-                   json={"username": ADMIN, "password": ADMIN_PASSWORD})
+    r = httpx.post(f"{url}/api/v1/auth/local", json={"username": ADMIN, "password": ADMIN_PASSWORD})
     r.raise_for_status()
     return str(r.json()["access_token"])
 
@@ -89,3 +112,48 @@ def wrk(url: str, *, seconds: int = 8, connections: int = 16, header: str | None
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     assert match, out
     return float(match.group(1))
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "GATEHOUSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def throwaway_postgres(prefix: str = "gatehouse_bench") -> Iterator[str]:
+    """A fresh PostgreSQL database next to ``GATEHOUSE_TEST_POSTGRES_URL``; dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(POSTGRES_ADMIN_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def p50_ms(
+    client: httpx.Client, url: str, *, n: int, headers: dict[str, str] | None = None
+) -> float:
+    """Median latency in ms of ``n`` sequential GETs on one keep-alive connection."""
+    import statistics
+
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        response = client.get(url, headers=headers)
+        times.append(time.perf_counter() - start)
+        response.raise_for_status()
+    return statistics.median(times) * 1000

@@ -28,8 +28,10 @@ def main() -> None:
     print(f"baseline GET /healthz          {b:8.0f} req/s (median of {len(base)})")
     print(f"bearer   GET /api/v1/me        {a:8.0f} req/s (median of {len(auth)})")
     ratio = a / b
-    print(f"ratio authenticated/baseline   {ratio:8.2f}  (target >= 0.85) "
-          f"{'OK' if ratio >= 0.85 else 'BELOW TARGET'}")
+    print(
+        f"ratio authenticated/baseline   {ratio:8.2f}  (target >= 0.85) "
+        f"{'OK' if ratio >= 0.85 else 'BELOW TARGET'}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,20 +40,24 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     db = Database(f"sqlite:///{tmp / 'bench.db'}")
     upgrade(db.engine)
-    service = AccessTokenService(db.session, SecretBox(b"bench-secret-key"),
-                                 issuer="https://gh.example", audience="https://gh.example",
-                                 lifetime=timedelta(minutes=10))
+    service = AccessTokenService(
+        db.session,
+        SecretBox(b"bench-secret-key"),
+        issuer="https://gh.example",
+        audience="https://gh.example",
+        lifetime=timedelta(minutes=10),
+    )
     service.load_keys()
     token, _ = service.issue("42", {"roles": ["Developer"]})
     header, payload, signature = token.split(".")
     signing_input = f"{header}.{payload}".encode()
     sig = b64d(signature)
-    key = next(iter(service._keys.values())).public  # noqa: SLF001 - benchmark introspection
+    key = next(iter(service._keys.values())).public
 
     raw = best(lambda: key.verify(sig, signing_input, padding.PKCS1v15(), hashes.SHA256()), 2000)
 
     def uncached() -> None:
-        service._cache.clear()  # noqa: SLF001
+        service._cache.clear()
         service.verify(token)
 
     full = best(uncached, 2000)
@@ -69,10 +73,14 @@ def main() -> None:
     jose = best(lambda: jwt.decode(token, rsa_jwk, algorithms=["RS256"]), 2000)
 
     print(f"raw RS256 signature verify (baseline)  {raw:7.1f} µs")
-    print(f"Gatehouse verify, uncached             {full:7.1f} µs  ratio {full / raw:4.2f}x "
-          f"(target <= 1.5x) {'OK' if full / raw <= 1.5 else 'ABOVE TARGET'}")
-    print(f"Gatehouse verify, cached hit           {cached:7.2f} µs  (target <= 5 µs) "
-          f"{'OK' if cached <= 5 else 'ABOVE TARGET'}")
+    print(
+        f"Gatehouse verify, uncached             {full:7.1f} µs  ratio {full / raw:4.2f}x "
+        f"(target <= 1.5x) {'OK' if full / raw <= 1.5 else 'ABOVE TARGET'}"
+    )
+    print(
+        f"Gatehouse verify, cached hit           {cached:7.2f} µs  (target <= 5 µs) "
+        f"{'OK' if cached <= 5 else 'ABOVE TARGET'}"
+    )
     print(f"for comparison: raw ES256 verify       {es256:7.1f} µs  ({es256 / raw:4.2f}x RS256)")
     print(f"for comparison: joserfc RS256 decode   {jose:7.1f} µs  ({jose / raw:4.2f}x raw)")
     db.dispose()

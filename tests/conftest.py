@@ -7,9 +7,7 @@ skipped with a reason elsewhere.
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from gatehouse.domain import idp_state, users
 from gatehouse.domain.audit import Actor
@@ -26,11 +23,16 @@ from gatehouse.store.db import make_engine
 from gatehouse.store.migrate import upgrade
 from gatehouse.store.models import Base
 from gatehouse.web.app import create_app
-from helpers import ADMIN_PASSWORD, PUBLIC_URL, make_settings
+from helpers import (
+    ADMIN_PASSWORD,
+    PUBLIC_URL,
+    make_settings,
+    postgres_problem,
+    require_service,
+    scratch_postgres,
+)
 
 pytest_plugins = ["idp.plugin"]
-
-POSTGRES_URL = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "")
 
 
 # -- databases --------------------------------------------------------------------------------
@@ -44,46 +46,15 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _postgres_available() -> str | None:
-    if not POSTGRES_URL:
-        return "GATEHOUSE_TEST_POSTGRES_URL is not set"
-    try:
-        engine = create_engine(POSTGRES_URL)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        return f"PostgreSQL at GATEHOUSE_TEST_POSTGRES_URL is not reachable: {exc}"
-    return None
-
-
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session (dropped afterwards)."""
-    problem = _postgres_available()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL tests must run in CI: {problem}", pytrace=False)
-        pytest.skip(problem)
-    admin_url = make_url(POSTGRES_URL)
-    name = f"gatehouse_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    try:
+    require_service(postgres_problem(), "PostgreSQL")
+    with scratch_postgres() as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 _SEEDED = ("roles", "prerequisites", "alembic_version")

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from gatehouse.settings import Settings
 
@@ -41,3 +48,63 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
     }
     values.update(overrides)
     return Settings(**values)
+
+
+# -- PostgreSQL and Redis for the tests that need the real servers -----------------------------
+POSTGRES_URL = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("GATEHOUSE_TEST_REDIS_URL", "")
+
+
+def require_service(problem: str | None, what: str) -> None:
+    """Fail in CI (``CI`` set: these tests must run there), skip with the reason elsewhere."""
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} tests must run in CI: {problem}", pytrace=False)
+        pytest.skip(problem)
+
+
+def postgres_problem() -> str | None:
+    """Why PostgreSQL at ``GATEHOUSE_TEST_POSTGRES_URL`` cannot be used, or None."""
+    if not POSTGRES_URL:
+        return "GATEHOUSE_TEST_POSTGRES_URL is not set"
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        return f"PostgreSQL at GATEHOUSE_TEST_POSTGRES_URL is not reachable: {exc}"
+    return None
+
+
+def redis_problem() -> str | None:
+    """Why Redis at ``GATEHOUSE_TEST_REDIS_URL`` cannot be used, or None."""
+    if not REDIS_URL:
+        return "GATEHOUSE_TEST_REDIS_URL is not set"
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        return f"Redis at GATEHOUSE_TEST_REDIS_URL is not reachable: {exc}"
+    return None
+
+
+@contextmanager
+def scratch_postgres(prefix: str = "gatehouse_test") -> Iterator[str]:
+    """An empty PostgreSQL database of its own (unique name), dropped afterwards."""
+    admin_url = make_url(POSTGRES_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()

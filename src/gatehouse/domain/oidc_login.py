@@ -39,6 +39,7 @@ from gatehouse.domain.errors import DomainError
 from gatehouse.domain.identity import IdentityRefused, MatchPreview, claims_needed, match_user
 from gatehouse.domain.identity import preview_match as _preview_match
 from gatehouse.domain.idp import IdPContext, IdPNotConfigured
+from gatehouse.domain.idp_state import get_state
 from gatehouse.metrics import BACKCHANNEL_LOGOUT, IDP_UNAVAILABLE, OIDC_CALLBACK, OIDC_REFRESH
 from gatehouse.oidc import (
     AuthorizationResponseError,
@@ -61,6 +62,7 @@ from gatehouse.oidc import (
     validate_logout_token,
     validate_refreshed_id_token,
 )
+from gatehouse.store.db import skip_commit_flush
 from gatehouse.store.models import OIDCFlow, SeenJTI, utcnow
 from gatehouse.store.models import Session as SessionRow
 
@@ -170,6 +172,7 @@ def start_flow(
     payload = json.dumps({"secrets": secrets.as_dict(), "return_to": return_to, "prompt": prompt})
     now = utcnow()
     with rt.db.session() as db:
+        skip_commit_flush(db)  # a flow lost in a crash only means signing in again
         db.execute(delete(OIDCFlow).where(OIDCFlow.expires_at < now))
         db.add(
             OIDCFlow(
@@ -447,7 +450,9 @@ def _finish(
         raise SignInError("The answer from the identity provider has no state.", code="bad_state")
     flow = _consume_flow(rt, state, browser_secret)
     try:
-        ctx = rt.idp.current()
+        with rt.db.session() as db:  # one read of the IdP state for both questions
+            ctx = rt.idp.current(db)
+            active = bool(get_state(db).active)
     except IdPNotConfigured as exc:
         raise SignInError(exc.detail, code="idp_not_configured", status=409) from exc
     if ctx.version != flow.config_version:
@@ -455,7 +460,7 @@ def _finish(
             "The identity provider configuration changed while you were signing in. Start again.",
             code="config_changed",
         )
-    if flow.purpose == "login" and not rt.idp.is_active():
+    if flow.purpose == "login" and not active:
         raise SignInError("Single sign-on is not active.", code="oidc_not_active", status=409)
     identity = _authenticate(ctx, flow, params)
     if isinstance(identity, Restart):

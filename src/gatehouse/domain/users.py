@@ -11,9 +11,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from gatehouse.domain import audit, changes, passwords
@@ -48,7 +48,31 @@ def validate_username(raw: object) -> str:
             "letter or digit.",
             code="invalid_username",
         )
+    if not _single_script(name):
+        raise InvalidInput(
+            "The username mixes letters of different scripts (e.g. one Cyrillic letter among "
+            "Latin ones); use one script so that it cannot pass for another user's name.",
+            code="invalid_username",
+        )
     return name
+
+
+#: UTS #39 "highly restrictive": one script, or Latin with the scripts written alongside Han.
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+
+
+def _single_script(name: str) -> bool:
+    """Whether the letters of ``name`` come from one script (or an allowed CJK mix)."""
+    scripts = set()
+    for ch in name:
+        if ch.isalpha():
+            word = unicodedata.name(ch, "UNKNOWN").split(" ")[0]
+            scripts.add("HAN" if word == "CJK" else word)
+    return len(scripts) <= 1 or any(scripts <= mix for mix in _SCRIPT_MIXES)
 
 
 def email_key(email: str | None) -> str | None:
@@ -373,6 +397,51 @@ SortKey = Literal[
 ]
 
 
+#: Counting stops here: an exact COUNT grows linearly with the table, a bounded one does not.
+TOTAL_BOUND = 10_000
+
+_SORT_COLUMNS = {
+    "username": User.username_key,
+    "created_at": User.created_at,
+    "last_sign_in_at": User.last_sign_in_at,
+    "email": User.email_key,
+}
+
+
+@dataclass(frozen=True)
+class UserSearch:
+    """One page of users. ``exact`` is False when more than ``total`` (= ``TOTAL_BOUND``) match:
+    counting stopped there, so ``total`` is a lower bound."""
+
+    items: list[User]
+    total: int
+    exact: bool
+
+
+def _next_string(term: str) -> str | None:
+    """The smallest string greater than every string that starts with ``term`` (code-point
+    order), or None when the last character cannot be incremented."""
+    last = ord(term[-1])
+    if last >= 0x10FFFF or 0xD7FF <= last < 0xE000:
+        return None
+    return term[:-1] + chr(last + 1)
+
+
+def _starts_with(column: Any, term: str, dialect: str) -> Any:
+    """``column`` starts with ``term``, written so that an index serves it.
+
+    PostgreSQL turns ``LIKE 'x%'`` into an index range with the ``*_pattern_ops`` indexes of
+    migration 0005 whatever the database collation. SQLite only does that for NOCASE columns,
+    so there the prefix becomes the equivalent range (BINARY order is code-point order).
+    """
+    if dialect == "sqlite":
+        upper = _next_string(term)
+        if upper is not None:
+            return and_(column >= term, column < upper)
+    like = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return column.like(like, escape="\\")
+
+
 def search_users(
     db: Session,
     *,
@@ -381,36 +450,90 @@ def search_users(
     sort: str = "username",
     page: int = 1,
     per_page: int = 50,
-) -> tuple[list[User], int]:
-    """A page of users; ``q`` matches the start of username, email or display name."""
-    stmt = select(User)
-    if q:
-        term = username_key(q.strip())
-        like = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        stmt = stmt.where(
-            or_(
-                User.username_key.like(like, escape="\\"),
-                User.email_key.like(like, escape="\\"),
-                func.lower(User.display_name).like(like, escape="\\"),
-            )
-        )
-    if status:
-        stmt = stmt.where(User.status == status)
-    total = int(db.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
-    column = {
-        "username": User.username_key,
-        "created_at": User.created_at,
-        "last_sign_in_at": User.last_sign_in_at,
-        "email": User.email_key,
-    }.get(sort.lstrip("-"))
+) -> UserSearch:
+    """A page of users; ``q`` matches the start of username, email or display name.
+
+    Every filter and order has an index (migration 0005) and the total is counted only up to
+    ``TOTAL_BOUND``, so a page costs about the same at 1,000 users as at 100,000.
+    """
+    column = _SORT_COLUMNS.get(sort.lstrip("-"))
     if column is None:
         raise InvalidInput(
             "sort must be one of username, email, created_at, last_sign_in_at "
             "(prefix with - for descending).",
         )
-    order = column.desc() if sort.startswith("-") else column.asc()
-    stmt = stmt.order_by(order, User.id).offset((page - 1) * per_page).limit(per_page)
-    return list(db.scalars(stmt)), total
+    dialect = db.get_bind().dialect.name
+    conditions = []
+    term = username_key(q.strip()) if q else ""
+    if term:
+        conditions.append(
+            or_(
+                _starts_with(User.username_key, term, dialect),
+                _starts_with(User.email_key, term, dialect),
+                _starts_with(func.lower(User.display_name), term, dialect),
+            )
+        )
+    if status:
+        conditions.append(User.status == status)
+    descending = sort.startswith("-")
+    offset = (page - 1) * per_page
+    if term and dialect == "postgresql":
+        found = _search_postgres(db, conditions, column, descending, offset, per_page)
+        if found is not None:
+            return found
+    counted = db.scalar(
+        select(func.count()).select_from(
+            select(User.id).where(*conditions).limit(TOTAL_BOUND + 1).subquery()
+        )
+    )
+    total = int(counted or 0)
+    order: list[Any] = [column.desc() if descending else column.asc()]
+    if column is not User.username_key:  # unique: a tie-breaker would only defeat its index
+        order.append(User.id.desc() if descending else User.id.asc())
+    stmt = select(User).where(*conditions).order_by(*order).offset(offset).limit(per_page)
+    items = list(db.scalars(stmt))
+    if total > TOTAL_BOUND and 0 < len(items) < per_page:
+        return UserSearch(items=items, total=offset + len(items), exact=True)  # the last page
+    return UserSearch(items=items, total=min(total, TOTAL_BOUND), exact=total <= TOTAL_BOUND)
+
+
+def _search_postgres(
+    db: Session,
+    conditions: list[Any],
+    column: Any,
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> UserSearch | None:
+    """A search page and its exact total in one scan, or None when more than ``TOTAL_BOUND``
+    users match (or the page is past the end) and the general path must answer.
+
+    Left alone, PostgreSQL walks the sort index and filters, hoping matches are spread evenly;
+    but a prefix's matches cluster (``maria.*`` sits after every ``a``..``mari`` user), so that
+    walk reads most of the table. ``OFFSET 0`` fences the match set: it comes from the prefix
+    indexes, at most ``TOTAL_BOUND + 1`` rows, counted and sorted in the same query. (SQLite
+    plans the plain query well; there the fence only slows it down.)
+    """
+    fenced = (
+        select(User.id.label("id"), column.label("key"))
+        .where(*conditions)
+        .limit(TOTAL_BOUND + 1)
+        .offset(0)
+        .subquery()
+    )
+    key_order = fenced.c.key.desc() if descending else fenced.c.key.asc()
+    id_order = fenced.c.id.desc() if descending else fenced.c.id.asc()
+    page = db.execute(
+        select(fenced.c.id, func.count().over())
+        .order_by(key_order, id_order)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    if not page or page[0][1] > TOTAL_BOUND:
+        return None
+    ids = [row[0] for row in page]
+    rows = {u.id: u for u in db.scalars(select(User).where(User.id.in_(ids)))}
+    return UserSearch(items=[rows[i] for i in ids if i in rows], total=page[0][1], exact=True)
 
 
 def mark_signed_in(user: User, when: datetime | None = None) -> None:

@@ -57,6 +57,10 @@ class User(Base):
     __table_args__ = (
         UniqueConstraint("idp_issuer", "idp_subject", name="uq_users_idp_binding"),
         Index("ix_users_email_key", "email_key"),
+        # Orders of the users page (migration 0005; its prefix indexes are dialect-specific).
+        Index("ix_users_created_at_id", "created_at", "id"),
+        Index("ix_users_last_sign_in_at_id", "last_sign_in_at", "id"),
+        Index("ix_users_email_key_id", "email_key", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
