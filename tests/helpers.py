@@ -28,14 +28,21 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
-def console_login(client: TestClient, username: str = "root",
-                  password: str = ADMIN_PASSWORD, return_to: str = "/") -> Any:
+def console_login(
+    client: TestClient, username: str = "root", password: str = ADMIN_PASSWORD, return_to: str = "/"
+) -> Any:
     """Sign in through the console's local form; returns the (unfollowed) response."""
     page = client.get("/login")
-    return client.post("/login/local", data={
-        "username": username, "password": password, "csrf_token": csrf_from(page.text),
-        "return_to": return_to,
-    }, follow_redirects=False)
+    return client.post(
+        "/login/local",
+        data={
+            "username": username,
+            "password": password,
+            "csrf_token": csrf_from(page.text),
+            "return_to": return_to,
+        },
+        follow_redirects=False,
+    )
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
