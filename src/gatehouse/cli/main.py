@@ -125,7 +125,7 @@ def serve(
     if workers > 1:
         err.print(
             "Several workers need an import string; use `uvicorn --factory "
-            "gatehouse.web.asgi:app --workers N`. Starting one worker."
+            "gatehouse.web.app:create_app --workers N`. Starting one worker."
         )
     uvicorn.run(
         application,

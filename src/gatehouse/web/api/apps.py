@@ -7,7 +7,7 @@ would otherwise capture ``/users/unified-login-url`` and answer 422.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,18 +16,12 @@ from gatehouse.domain import apps
 from gatehouse.domain.idp_state import get_state
 from gatehouse.domain.ratelimit import UNIFIED_LOGIN_URL
 from gatehouse.store.models import App
-from gatehouse.web.api.schemas import ErrorBody
+from gatehouse.web.api.schemas import ErrorBody, error_responses
 from gatehouse.web.deps import CurrentAdmin, RowId, RuntimeDep, actor_of, rate_limited
 from gatehouse.web.redirects import check_return_to
 
 router = APIRouter(prefix="/api/v1", tags=["apps"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    401: {"model": ErrorBody},
-    403: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-}
+ERRORS = error_responses(400, 401, 403, 404, 409)
 
 
 class AppIn(BaseModel):

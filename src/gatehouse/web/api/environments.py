@@ -12,17 +12,11 @@ from gatehouse.domain import environments
 from gatehouse.domain.environments import EnvironmentView
 from gatehouse.settings import Settings
 from gatehouse.store.models import Environment
-from gatehouse.web.api.schemas import ErrorBody, StrictModel
+from gatehouse.web.api.schemas import StrictModel, error_responses
 from gatehouse.web.deps import CurrentAdmin, DbDep, RowId, RuntimeDep, actor_of
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    401: {"model": ErrorBody},
-    403: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-}
+ERRORS = error_responses(400, 401, 403, 404, 409)
 
 
 class EnvironmentIn(StrictModel):

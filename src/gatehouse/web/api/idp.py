@@ -4,7 +4,7 @@ activate, deactivate. The client secret is write-only: reads say only whether it
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, Field
@@ -13,17 +13,11 @@ from gatehouse.domain import activation, idp_checks
 from gatehouse.domain.idp import StoredConfig, etag_of, load_config, parse_if_match, save_config
 from gatehouse.domain.idp_state import get_state
 from gatehouse.runtime import Runtime
-from gatehouse.web.api.schemas import ErrorBody, StrictModel
+from gatehouse.web.api.schemas import StrictModel, error_responses
 from gatehouse.web.deps import CurrentAdmin, RuntimeDep, actor_of
 
 router = APIRouter(prefix="/api/v1/idp", tags=["idp"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    401: {"model": ErrorBody},
-    403: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-    412: {"model": ErrorBody},
-}
+ERRORS = error_responses(400, 401, 403, 409, 412)
 
 
 class GroupRoleRuleBody(StrictModel):

@@ -21,6 +21,11 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for these statuses, all with the ``{"error","detail"}`` body."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
 class LocalLoginIn(StrictModel):
     username: str = Field(max_length=150)
     password: str = Field(max_length=1024)

@@ -8,7 +8,7 @@ could mint a year-long one.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -19,19 +19,12 @@ from gatehouse.domain.errors import Forbidden, Unauthenticated
 from gatehouse.domain.ratelimit import API_TOKENS
 from gatehouse.metrics import API_AUTH
 from gatehouse.store.models import ApiToken
-from gatehouse.web.api.schemas import ErrorBody, StrictModel
+from gatehouse.web.api.schemas import StrictModel, error_responses
 from gatehouse.web.deps import CurrentUser, DbDep, RowId, actor_of, get_runtime, rate_limited
 from gatehouse.web.principal import ALL_SCOPES, Principal
 
 router = APIRouter(prefix="/api/v1", tags=["api tokens"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    401: {"model": ErrorBody},
-    403: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-    429: {"model": ErrorBody},
-}
+ERRORS = error_responses(400, 401, 403, 404, 409, 429)
 
 
 class TokenCreateIn(StrictModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -10,7 +10,6 @@ from gatehouse.domain import users
 from gatehouse.domain.idp_state import password_policy
 from gatehouse.store.models import User
 from gatehouse.web.api.schemas import (
-    ErrorBody,
     PasswordIn,
     RoleOut,
     RolesIn,
@@ -18,17 +17,12 @@ from gatehouse.web.api.schemas import (
     UserOut,
     UserPage,
     UserUpdateIn,
+    error_responses,
 )
 from gatehouse.web.deps import CurrentAdmin, CurrentUser, DbDep, RowId, RuntimeDep, actor_of
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    401: {"model": ErrorBody},
-    403: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-}
+ERRORS = error_responses(400, 401, 403, 404, 409)
 
 
 def _out(db: DbDep, user: User) -> UserOut:
