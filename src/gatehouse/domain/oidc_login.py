@@ -151,13 +151,14 @@ def start_flow(
     purpose: Purpose,
     browser_secret: str | None,
     prompt: str | None = None,
+    ctx: IdPContext | None = None,
 ) -> FlowStart:
     """Build the authorization request and store its secrets (one-time, bound to the browser).
 
     :raises IdPNotConfigured: no configuration
     :raises SignInError: ``idp_unavailable`` (discovery failed)
     """
-    ctx = rt.idp.current()
+    ctx = ctx if ctx is not None else rt.idp.current()
     metadata = _metadata(ctx, step="start")
     url, secrets = build_authorization_request(
         metadata,
@@ -216,11 +217,19 @@ class _Flow:
     config_version: int
 
 
-def _consume_flow(rt: Runtime, state: str, browser_secret: str | None) -> _Flow:
-    """Find the flow by ``state`` and delete it (committed), then check browser and expiry."""
+def _consume_flow(
+    rt: Runtime, state: str, browser_secret: str | None
+) -> tuple[_Flow, IdPContext, bool]:
+    """Find the flow by ``state`` and delete it (committed), then check browser and expiry.
+
+    The IdP state (current configuration, active) is read in the same unit of work: one
+    transaction fewer on every callback. Returns (flow, current context, OIDC active).
+    """
     state_hash = sha256_hex(state)
     failure: SignInError | None = None
     flow: _Flow | None = None
+    ctx: IdPContext | None = None
+    active = False
     with rt.db.session() as db:
         row = db.get(OIDCFlow, state_hash)
         deleted = db.execute(delete(OIDCFlow).where(OIDCFlow.state_hash == state_hash))
@@ -253,10 +262,16 @@ def _consume_flow(rt: Runtime, state: str, browser_secret: str | None) -> _Flow:
                     prompt=data.get("prompt"),
                     config_version=row.config_version,
                 )
+                try:
+                    ctx = rt.idp.current(db)
+                    active = bool(get_state(db).active)
+                except IdPNotConfigured as exc:
+                    # Not raised here: the flow's deletion must still commit (one-time).
+                    failure = SignInError(exc.detail, code="idp_not_configured", status=409)
     if failure is not None:
         raise failure
-    assert flow is not None
-    return flow
+    assert flow is not None and ctx is not None
+    return flow, ctx, active
 
 
 @dataclass(frozen=True)
@@ -448,13 +463,7 @@ def _finish(
     state = params.get("state")
     if not state or len(state) > 512:
         raise SignInError("The answer from the identity provider has no state.", code="bad_state")
-    flow = _consume_flow(rt, state, browser_secret)
-    try:
-        with rt.db.session() as db:  # one read of the IdP state for both questions
-            ctx = rt.idp.current(db)
-            active = bool(get_state(db).active)
-    except IdPNotConfigured as exc:
-        raise SignInError(exc.detail, code="idp_not_configured", status=409) from exc
+    flow, ctx, active = _consume_flow(rt, state, browser_secret)
     if ctx.version != flow.config_version:
         raise SignInError(
             "The identity provider configuration changed while you were signing in. Start again.",

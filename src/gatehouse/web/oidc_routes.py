@@ -75,12 +75,13 @@ def oidc_start(
     """Begin the authorization-code flow: 302 to the IdP's authorization endpoint."""
     rt.ratelimit.hit(OIDC_START, client_ip(request))  # each start stores a flow row
     target = resolve_return_to(request, return_to)
+    active, ctx = rt.idp.active_context()
     if purpose == "test":
         principal = resolve_principal(request)
         if principal is None or not principal.user.is_admin:
             raise Forbidden("Only administrators can run a test sign-in.")
         target = "/settings/idp"
-    elif not rt.idp.is_active():
+    elif not active:
         OIDC_CALLBACK.labels(outcome="start_not_active").inc()
         return _failure_page(
             request,
@@ -98,6 +99,7 @@ def oidc_start(
             purpose="test" if purpose == "test" else "login",
             browser_secret=request.cookies.get(BROWSER_COOKIE),
             prompt="none" if prompt == "none" else None,
+            ctx=ctx,
         )
     except SignInError as exc:
         OIDC_CALLBACK.labels(outcome="start_" + exc.code).inc()
