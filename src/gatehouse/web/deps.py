@@ -127,6 +127,14 @@ def _bearer_from_claims(claims: dict[str, Any], user: UserSnapshot | None) -> Pr
     return Principal(user=user, method="bearer", scopes=granted)
 
 
+def _raw_header(request: Request, name: bytes) -> str | None:
+    """One header straight from the ASGI scope (no Headers object on the hot path)."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def _principal_async(request: Request) -> Principal | None:
     """``resolve_principal`` without a thread hop on the hot path.
 
@@ -137,7 +145,7 @@ async def _principal_async(request: Request) -> Principal | None:
     if "principal" in request.state._state:
         cached: Principal | None = request.state.principal
         return cached
-    auth = request.headers.get("authorization")
+    auth = _raw_header(request, b"authorization")
     if auth is not None:
         scheme, _, token = auth.partition(" ")
         token = token.strip()

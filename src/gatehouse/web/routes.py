@@ -13,8 +13,9 @@ from gatehouse.web.console import pages
 
 
 def include_all(app: FastAPI) -> None:
+    # Hot paths first (routes are matched in order): /api/v1/me and the health probes.
     # api_apps before users: /users/unified-login-url must win over /users/{user_id}.
-    for module in (health, auth, me, api_apps, users, audit, forward_auth):
+    for module in (me, health, auth, api_apps, users, audit, forward_auth):
         app.include_router(module.router)
     _include_environments(app)
     app.include_router(tools_auth.router)
