@@ -31,7 +31,7 @@ from gatehouse.domain import audit, changes, users
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.errors import DomainError, Forbidden
 from gatehouse.domain.idp import IdPSettings
-from gatehouse.store.models import Environment, Role, RoleAssignment, User
+from gatehouse.store.models import Environment, Role, RoleAssignment, User, scope_key_for
 
 __all__ = ["MatchPreview", "claims_needed", "match_user", "preview_match"]
 
@@ -173,7 +173,7 @@ def _apply_group_roles(
         if rule.environment and env is None:
             continue  # a rule for an environment that no longer exists grants nothing
         role = roles[rule.role]
-        scope = f"env:{env.id}" if env else "global"
+        scope = scope_key_for(env.id if env else None)
         wanted[(role.id, scope)] = (role, env)
     existing = {(a.role_id, a.scope_key): a for a in user.assignments}
     added: list[str] = []

@@ -94,6 +94,11 @@ class Role(Base):
     builtin: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+def scope_key_for(environment_id: int | None) -> str:
+    """``RoleAssignment.scope_key``: "global", or "env:<id>" for one environment."""
+    return f"env:{environment_id}" if environment_id is not None else "global"
+
+
 class RoleAssignment(Base):
     """A role for a user, globally (environment_id NULL) or in one environment."""
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from gatehouse.domain import idp_state, users
 from gatehouse.domain.crypto import SecretBox
-from gatehouse.store.models import Environment, IdPConfig, Role, RoleAssignment, User
+from gatehouse.store.models import Environment, IdPConfig, Role, RoleAssignment, User, scope_key_for
 from gatehouse.sync.feed import CLIENT_SECRET_CONTEXT, PRIVATE_KEY_CONTEXT
 
 
@@ -88,7 +88,7 @@ def _upsert_user(
                 role_id=role_id,
                 role=db.get(Role, role_id),
                 environment_id=environment_id,
-                scope_key=f"env:{environment_id}" if environment_id else "global",
+                scope_key=scope_key_for(environment_id),
                 source="console",
             )
         )
