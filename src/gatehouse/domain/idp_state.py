@@ -10,10 +10,12 @@ from gatehouse.store.models import IdPConfig, IdPState
 
 
 def get_state(db: Session, *, for_update: bool = False) -> IdPState:
-    stmt = select(IdPState).where(IdPState.id == 1)
+    """The singleton row. Within one unit of work the identity map answers repeated reads (a
+    page asks for the state, then the display name, which needs it again)."""
     if for_update:
-        stmt = stmt.with_for_update()
-    state = db.scalar(stmt)
+        state = db.scalar(select(IdPState).where(IdPState.id == 1).with_for_update())
+    else:
+        state = db.get(IdPState, 1)
     if state is None:
         state = IdPState(id=1, active=False, last_test_report=[])
         db.add(state)
