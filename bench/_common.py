@@ -122,26 +122,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
 @contextmanager
 def throwaway_postgres(prefix: str = "gatehouse_bench") -> Iterator[str]:
     """A fresh PostgreSQL database next to ``GATEHOUSE_TEST_POSTGRES_URL``; dropped afterwards."""
-    import uuid
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from helpers import scratch_postgres
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin_url = make_url(POSTGRES_ADMIN_URL)
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with scratch_postgres(prefix, POSTGRES_ADMIN_URL) as url:
+        yield url
 
 
 def p50_ms(

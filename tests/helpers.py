@@ -98,9 +98,12 @@ def redis_problem() -> str | None:
 
 
 @contextmanager
-def scratch_postgres(prefix: str = "gatehouse_test") -> Iterator[str]:
-    """An empty PostgreSQL database of its own (unique name), dropped afterwards."""
-    admin_url = make_url(POSTGRES_URL)
+def scratch_postgres(
+    prefix: str = "gatehouse_test", server_url: str | None = None
+) -> Iterator[str]:
+    """An empty PostgreSQL database of its own (unique name) on ``server_url`` (default:
+    ``GATEHOUSE_TEST_POSTGRES_URL``), dropped afterwards. The benchmarks use it too."""
+    admin_url = make_url(server_url or POSTGRES_URL)
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
