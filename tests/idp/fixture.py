@@ -424,7 +424,7 @@ class OpenIDProvider:
         port: int | None = None,
         host: str = "127.0.0.1",
         admin_token: str | None = None,
-        start_timeout: float = 15.0,
+        start_timeout: float = 60.0,
         log_requests: bool = True,
     ) -> None:
         path = issuer_path.strip("/")
@@ -551,11 +551,21 @@ class OpenIDProvider:
         check_installed()
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="gatehouse-idp-")
-        if self._port is None:
+        chosen_port = self._port is None
+        if chosen_port:
             self._port = free_port(self.host)
         config_path = Path(self._tmp.name) / "config.json"
         config_path.write_text(json.dumps(self.config(), indent=2))
-        self._launch(config_path)
+        try:
+            self._launch(config_path)
+        except IdPError:
+            if not chosen_port:
+                raise
+            # A port we picked may have been taken meanwhile by another process of a parallel
+            # run, or a loaded machine stalled the start: one more try on a fresh port.
+            self._port = free_port(self.host)
+            config_path.write_text(json.dumps(self.config(), indent=2))
+            self._launch(config_path)
         return self
 
     def _launch(self, config_path: Path) -> None:
@@ -571,7 +581,8 @@ class OpenIDProvider:
             start_new_session=True,
             env={**os.environ, "TEST_IDP_LAUNCH_ID": launch_id},
         )
-        deadline = time.monotonic() + self.start_timeout
+        started = time.monotonic()
+        deadline = started + self.start_timeout
         last_error: Exception | None = None
         with httpx.Client(timeout=2.0, trust_env=False) as http:
             while time.monotonic() < deadline:
@@ -595,8 +606,9 @@ class OpenIDProvider:
         code = self._proc.poll()
         self._terminate()
         raise IdPError(
-            f"the test IdP did not come up at {self.discovery_url} "
-            f"(exit code {code}, last error {last_error!r}); log:\n{self.log_text()[-4000:]}"
+            f"the test IdP did not come up at {self.discovery_url} within "
+            f"{time.monotonic() - started:.1f} s (exit code {code}, last error {last_error!r}); "
+            f"log:\n{self.log_text()[-4000:]}"
         )
 
     def _terminate(self, timeout: float = 5.0) -> None:

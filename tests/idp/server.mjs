@@ -31,6 +31,7 @@ const log = (...args) => {
   process.stderr.write(`[idp ${new Date().toISOString()}] ${args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ')}\n`);
 };
 
+log(`starting: node ${process.version}, pid ${process.pid}`);
 process.on('uncaughtException', (err) => log('uncaughtException', String(err?.stack || err)));
 process.on('unhandledRejection', (err) => log('unhandledRejection', String(err?.stack || err)));
 
