@@ -404,6 +404,8 @@ class OpenIDProvider:
     die with the IdP session (RP-initiated logout, :meth:`logout_user`, :meth:`disable_user`)
     unless ``offline_access`` was granted (request it with ``prompt=consent``); ``True``/``False``
     = always/never.
+    ``id_token_on_refresh=False``: refresh responses carry no new ID token (OIDC Core 12.2).
+    ``claims_in_id_token=False``: profile and email claims only in UserInfo.
     """
 
     def __init__(
@@ -421,6 +423,7 @@ class OpenIDProvider:
         cli_redirect_uris: Iterable[str] = (CLI_REDIRECT_URI,),
         groups_in_profile: bool = True,
         refresh_expires_with_session: bool | None = None,
+        id_token_on_refresh: bool = True,
         port: int | None = None,
         host: str = "127.0.0.1",
         admin_token: str | None = None,
@@ -443,6 +446,7 @@ class OpenIDProvider:
         self.cli_redirect_uris = list(cli_redirect_uris)
         self.groups_in_profile = groups_in_profile
         self.refresh_expires_with_session = refresh_expires_with_session
+        self.id_token_on_refresh = id_token_on_refresh
         self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.start_timeout = start_timeout
         self.log_requests = log_requests
@@ -500,6 +504,7 @@ class OpenIDProvider:
             "claims_in_id_token": self.claims_in_id_token,
             "groups_in_profile": self.groups_in_profile,
             "refresh_expires_with_session": self.refresh_expires_with_session,
+            "id_token_on_refresh": self.id_token_on_refresh,
             "algs": self.algs,
             "state_file": str(Path(self._tmp.name) / "state.json"),
             "quiet_requests": not self.log_requests,

@@ -15,6 +15,8 @@
 //   jwks              optional {keys: [private JWKs]} to use instead of generating keys
 //   state_file        optional path; signing keys, cookie keys and users are persisted there so a
 //                     restarted server (same config) keeps its keys. Sessions/tokens are not kept.
+//   id_token_on_refresh false: refresh responses carry no new ID token (allowed by OIDC Core 12.2,
+//                     as some IdPs do); default true
 //   refresh_expires_with_session  null (default): tokens end with the IdP session unless
 //                     offline_access was granted; true: always; false: never
 //
@@ -50,6 +52,7 @@ const adminToken = config.admin_token || '';
 const algs = Array.isArray(config.algs) && config.algs.length ? config.algs : ['RS256'];
 const claimsInIdToken = config.claims_in_id_token !== false;
 const groupsInProfile = config.groups_in_profile !== false;
+const idTokenOnRefresh = config.id_token_on_refresh !== false;
 // null/undefined: oidc-provider's default -- tokens die with the IdP session (logout, disable)
 // unless the offline_access scope was granted (needs prompt=consent); true/false: always/never.
 const refreshExpiresWithSession = typeof config.refresh_expires_with_session === 'boolean'
@@ -402,6 +405,15 @@ function buildConfiguration() {
 
 function buildProvider() {
   const provider = new Provider(issuer, buildConfiguration());
+  if (!idTokenOnRefresh) {
+    provider.use(async (ctx, next) => {
+      await next();
+      if (ctx.oidc?.route === 'token' && ctx.oidc.params?.grant_type === 'refresh_token'
+        && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+        delete ctx.body.id_token;
+      }
+    });
+  }
   provider.on('server_error', (ctx, err) => log('server_error', String(err?.stack || err)));
   provider.on('grant.error', (ctx, err) => log('grant.error', err.error || '', err.error_description || String(err)));
   provider.on('authorization.error', (ctx, err) => log('authorization.error', err.error || '', err.error_description || String(err)));
