@@ -122,7 +122,7 @@ def _finish(
             f"The identity provider's ID token was not acceptable: {exc.description}",
             code=exc.error,
         ) from exc
-    token = exchange_id_token(http, provider.server, tokens.id_token)
+    token = exchange_id_token(http, provider.server, tokens.id_token, tokens.access_token)
     session = StoredSession(
         server=provider.server,
         method="oidc",

@@ -143,9 +143,33 @@ class ExchangeRefused(LoginFailed):
         self.status = status
 
 
-def exchange_id_token(http: httpx.Client, server: str, id_token: str) -> GatehouseToken:
-    """``POST /api/v1/auth/token``: a fresh IdP ID token → a Gatehouse access token."""
-    response = _post(http, f"{server}/api/v1/auth/token", {"id_token": id_token})
+def exchange_id_token(
+    http: httpx.Client, server: str, id_token: str, idp_access_token: str | None = None
+) -> GatehouseToken:
+    """``POST /api/v1/auth/token``: a fresh IdP ID token → a Gatehouse access token.
+
+    The IdP access token goes along so that the server can ask UserInfo when the ID token
+    lacks the claim it matches users by (IdPs that keep profile claims out of ID tokens).
+    """
+    body = {"id_token": id_token}
+    if idp_access_token:
+        body["idp_access_token"] = idp_access_token
+    response = _post(http, f"{server}/api/v1/auth/token", body)
+    if response.status_code != 200:
+        code, detail = error_of(response)
+        raise ExchangeRefused(code, detail, response.status_code)
+    return _token_answer(response, server)
+
+
+def renew_token(
+    http: httpx.Client, server: str, previous_token: str, idp_access_token: str
+) -> GatehouseToken:
+    """``POST /api/v1/auth/token/renew``: after an IdP refresh that brought no new ID token."""
+    response = _post(
+        http,
+        f"{server}/api/v1/auth/token/renew",
+        {"previous_token": previous_token, "idp_access_token": idp_access_token},
+    )
     if response.status_code != 200:
         code, detail = error_of(response)
         raise ExchangeRefused(code, detail, response.status_code)

@@ -5,6 +5,8 @@
         IdP refresh grant → store the rotated refresh token at once (the old one is spent)
         → validate the new ID token against the first one (OIDC Core 12.2)
         → exchange it at ``POST /api/v1/auth/token`` → store the new Gatehouse token
+        (no new ID token, as OIDC Core 12.2 allows: ``POST /api/v1/auth/token/renew`` with the
+        Gatehouse token held and the new IdP access token)
 
 When the IdP refuses (``invalid_grant``: expired, revoked, user disabled) or the server refuses
 the exchange (account disabled or unknown), the session is forgotten and :class:`SessionEnded`
@@ -34,7 +36,14 @@ from gatehouse.oidc import (
 
 from ._cache import StoredSession, TokenCache, updated
 from ._errors import GatehouseClientError, NotSignedIn, SessionEnded
-from ._server import ExchangeRefused, allows_insecure_http, exchange_id_token, new_http
+from ._server import (
+    ExchangeRefused,
+    GatehouseToken,
+    allows_insecure_http,
+    exchange_id_token,
+    new_http,
+    renew_token,
+)
 
 #: Renew when less than this is left, so a request never leaves with a token about to lapse.
 MIN_VALIDITY_SECONDS = 60.0
@@ -150,9 +159,6 @@ class TokenSource:
             # Rotation: the old refresh token is spent the moment the IdP answered.
             session = updated(session, refresh_token=answer.refresh_token)
             self.cache.save(session)
-        if answer.id_token is None:
-            self.cache.delete(self.server)
-            raise SessionEnded(self.server, "The identity provider sent no new ID token.")
         try:
             claims = oidc.validate_refreshed_id_token(
                 answer.id_token,
@@ -166,7 +172,15 @@ class TokenSource:
             self.cache.delete(self.server)
             raise SessionEnded(self.server, exc.description) from exc
         try:
-            token = exchange_id_token(self.http, self.server, answer.id_token)
+            token: GatehouseToken
+            if answer.id_token is None:
+                token = renew_token(
+                    self.http, self.server, session.access_token, answer.access_token
+                )
+            else:
+                token = exchange_id_token(
+                    self.http, self.server, answer.id_token, answer.access_token
+                )
         except ExchangeRefused as exc:
             if exc.status in (401, 403):
                 self.cache.delete(self.server)

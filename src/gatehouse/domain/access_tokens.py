@@ -276,13 +276,34 @@ class AccessTokenService:
             self._cache.popitem(last=False)
         return claims
 
+    def verify_for_renewal(self, token: str, *, max_age_seconds: float) -> VerifiedAccessClaims:
+        """Claims of a token of ours that may have expired, for renewing a tool's sign-in.
+
+        Everything is checked as in :meth:`verify` except ``exp``; instead the sign-in it
+        descends from (``auth_time``) must be less than ``max_age_seconds`` old, so a renewal
+        chain ends like a console session does.
+        """
+        now = self._clock()
+        claims = self._verify_uncached(token, now, expired_ok=True)
+        auth_time = claims.get("auth_time")
+        if type(auth_time) is not int or auth_time > now + 60:
+            raise _invalid("The access token carries no sign-in time and cannot be renewed.")
+        if now - auth_time > max_age_seconds:
+            raise Unauthenticated(
+                "The sign-in this token comes from is too old to renew; sign in again.",
+                code="sign_in_too_old",
+            )
+        return claims
+
     def forget(self, predicate: Callable[[VerifiedAccessClaims], bool]) -> None:
         """Drop cached validations (user disabled, logout)."""
         for digest, claims in list(self._cache.items()):
             if predicate(claims):
                 self._cache.pop(digest, None)
 
-    def _verify_uncached(self, token: str, now: float) -> VerifiedAccessClaims:
+    def _verify_uncached(
+        self, token: str, now: float, *, expired_ok: bool = False
+    ) -> VerifiedAccessClaims:
         parts = token.split(".")
         if len(parts) != 3 or len(token) > 8192:
             raise _invalid()
@@ -305,7 +326,7 @@ class AccessTokenService:
             raise _invalid() from exc
         if not isinstance(claims, dict):
             raise _invalid()
-        return VerifiedAccessClaims(self._check_claims(claims, now))
+        return VerifiedAccessClaims(self._check_claims(claims, now, expired_ok=expired_ok))
 
     def _reload_for(self, header_segment: str) -> _Key:
         """An unknown header: another replica may have rotated; reload once per cooldown."""
@@ -323,7 +344,9 @@ class AccessTokenService:
             raise _invalid()
         return key
 
-    def _check_claims(self, claims: dict[str, Any], now: float) -> dict[str, Any]:
+    def _check_claims(
+        self, claims: dict[str, Any], now: float, *, expired_ok: bool = False
+    ) -> dict[str, Any]:
         """Every claim required and checked (RFC 9068 / RFC 7519); any miss fails closed.
 
         Written as straight-line checks rather than a table of lambdas: this runs on every
@@ -350,6 +373,6 @@ class AccessTokenService:
             or type(exp) is not int
         ):
             raise _invalid()
-        if exp <= now:
+        if exp <= now and not expired_ok:
             raise _invalid("The access token has expired.")
         return claims

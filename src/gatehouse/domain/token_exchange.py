@@ -8,30 +8,44 @@ The ID token is validated with the web flow's rules (signature with the IdP's ke
 * there is no nonce to compare (the tool checked its own), so freshness stands in for it: the
   token must have been issued less than :data:`MAX_ID_TOKEN_AGE_SECONDS` ago.
 
+When the ID token lacks a claim that matching needs (IdPs that put profile claims only in
+UserInfo), the tool's IdP access token, if sent, is used for UserInfo, whose ``sub`` must be the
+ID token's (OIDC Core 5.3.4) — as in the web flow.
+
+**Renewal.** OIDC Core 12.2 lets an IdP answer a refresh without a new ID token. The tool then
+sends the Gatehouse token it holds (expired or not) and the fresh IdP access token: the first
+proves which earlier exchange this continues (our signature, native client, sign-in less than
+``GATEHOUSE_SESSION_MAX_HOURS`` ago, as for console sessions), the second that the IdP still
+stands behind the user now (UserInfo answers with the bound subject).
+
 The identity then goes through the same user matching as the web sign-in
 (:func:`gatehouse.domain.identity.match_user`): bound ``(iss, sub)``, first-sign-in binding,
 disabled and unknown users refused. Every outcome is counted (``TOKEN_EXCHANGE{outcome}``) and
-audited (``token.exchange``).
+audited (``token.exchange`` / ``token.renew``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from gatehouse.domain import audit, users
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.errors import Conflict, DomainError, Unauthenticated, Unavailable
-from gatehouse.domain.identity import IdentityRefused, match_user
-from gatehouse.domain.idp import IdPNotConfigured
+from gatehouse.domain.identity import IdentityRefused, claims_needed, match_user
+from gatehouse.domain.idp import IdPContext, IdPNotConfigured
 from gatehouse.metrics import IDP_UNAVAILABLE, TOKEN_EXCHANGE
 from gatehouse.oidc import (
     DiscoveryError,
     IdPUnavailableError,
     TokenValidationError,
+    UserInfoError,
+    fetch_userinfo,
     validate_id_token,
 )
 from gatehouse.runtime import Runtime
+from gatehouse.store.models import User
 
 MAX_ID_TOKEN_AGE_SECONDS = 300
 
@@ -43,12 +57,12 @@ class Exchanged:
     user_id: int
 
 
-def _refused(rt: Runtime, ip: str | None, error: DomainError) -> DomainError:
+def _refused(rt: Runtime, ip: str | None, error: DomainError, action: str) -> DomainError:
     TOKEN_EXCHANGE.labels(outcome=error.code).inc()
     audit.record_now(
         rt.db.session,
         Actor.anonymous(ip),
-        "token.exchange",
+        action,
         outcome="failure",
         reason=error.code,
         details={"detail": error.detail},
@@ -56,16 +70,78 @@ def _refused(rt: Runtime, ip: str | None, error: DomainError) -> DomainError:
     return error
 
 
+def _unavailable(step: str) -> Unavailable:
+    IDP_UNAVAILABLE.labels(step=step).inc()
+    return Unavailable(
+        "The identity provider cannot be reached to check the token; try again shortly.",
+        code="idp_unavailable",
+    )
+
+
 def role_claims(user: Any) -> list[dict[str, str | None]]:
     """The user's roles as they go into the access token."""
     return [{"role": g.role, "environment": g.environment} for g in users.effective_roles(user)]
 
 
+def _native_context(rt: Runtime) -> tuple[IdPContext, str]:
+    """The active IdP and its native client id, or the Conflict that says what is missing."""
+    if not rt.idp.is_active():
+        raise Conflict(
+            "Single sign-on is not active on this server; local admins use /api/v1/auth/local.",
+            code="oidc_not_active",
+        )
+    ctx = rt.idp.current()
+    client_id = ctx.settings.native_client_id
+    if not client_id:
+        raise Conflict(
+            "No client id for tools is configured at this server (IdP settings: native_client_id).",
+            code="native_client_not_configured",
+        )
+    return ctx, client_id
+
+
+def _userinfo(ctx: IdPContext, client_id: str, access_token: str, sub: str) -> dict[str, Any]:
+    """UserInfo for the tool's IdP access token; its ``sub`` must be ``sub``."""
+    try:
+        return fetch_userinfo(
+            ctx.http, ctx.metadata(), access_token, sub, jwks=ctx.jwks, client_id=client_id
+        )
+    except (IdPUnavailableError, DiscoveryError) as exc:
+        raise _unavailable("userinfo") from exc
+    except (UserInfoError, TokenValidationError) as exc:
+        raise Unauthenticated(
+            f"The identity provider's user information was refused: {exc.description}",
+            code=exc.error,
+        ) from exc
+
+
+def _issue(rt: Runtime, user_id: int, client_id: str, roles: Any, auth_time: int) -> Exchanged:
+    rt.users.invalidate(user_id)
+    token, lifetime = rt.tokens.issue(
+        str(user_id),
+        {
+            "amr": ["oidc"],
+            "method": "oidc",
+            "client_id": client_id,
+            "auth_time": auth_time,
+            "roles": roles,
+        },
+    )
+    return Exchanged(access_token=token, expires_in=lifetime, user_id=user_id)
+
+
 def exchange_id_token(
-    rt: Runtime, raw_id_token: str, *, ip: str | None, now: float | None = None
+    rt: Runtime,
+    raw_id_token: str,
+    *,
+    ip: str | None,
+    idp_access_token: str | None = None,
+    now: float | None = None,
 ) -> Exchanged:
     """Validate ``raw_id_token`` and issue a Gatehouse access token for its user.
 
+    :param idp_access_token: the IdP access token issued with the ID token; used only for
+        UserInfo when the ID token lacks a claim that matching needs
     :raises Conflict: single sign-on is not active, or no native client is configured (409)
     :raises Unauthenticated: the ID token failed a check (401, ``code`` = the failed rule)
     :raises IdentityRefused: unknown or disabled user, unbindable identity (403)
@@ -73,55 +149,30 @@ def exchange_id_token(
 
     ``now`` (tests): the wall-clock time to validate at.
     """
-    if not rt.idp.is_active():
-        raise _refused(
-            rt,
-            ip,
-            Conflict(
-                "Single sign-on is not active on this server; local admins use /api/v1/auth/local.",
-                code="oidc_not_active",
-            ),
-        )
+    action = "token.exchange"
     try:
-        ctx = rt.idp.current()
-    except IdPNotConfigured as exc:
-        raise _refused(rt, ip, exc) from exc
-    client_id = ctx.settings.native_client_id
-    if not client_id:
-        raise _refused(
-            rt,
-            ip,
-            Conflict(
-                "No client id for tools is configured at this server (IdP settings: "
-                "native_client_id).",
-                code="native_client_not_configured",
-            ),
-        )
-    try:
-        claims = validate_id_token(
-            raw_id_token,
-            metadata=ctx.metadata(),
-            jwks=ctx.jwks,
-            client_id=client_id,
-            nonce=None,
-            leeway_seconds=ctx.settings.clock_skew_seconds,
-            max_iat_age_seconds=MAX_ID_TOKEN_AGE_SECONDS,
-            now=now,
-        )
-    except TokenValidationError as exc:
-        raise _refused(rt, ip, Unauthenticated(exc.description, code=exc.error)) from exc
-    except (IdPUnavailableError, DiscoveryError) as exc:
-        IDP_UNAVAILABLE.labels(step="token_exchange").inc()
-        raise _refused(
-            rt,
-            ip,
-            Unavailable(
-                "The identity provider cannot be reached to check the token; try again shortly.",
-                code="idp_unavailable",
-            ),
-        ) from exc
-    issuer = str(claims["iss"])
-    try:
+        ctx, client_id = _native_context(rt)
+        try:
+            claims: dict[str, Any] = dict(
+                validate_id_token(
+                    raw_id_token,
+                    metadata=ctx.metadata(),
+                    jwks=ctx.jwks,
+                    client_id=client_id,
+                    nonce=None,
+                    leeway_seconds=ctx.settings.clock_skew_seconds,
+                    max_iat_age_seconds=MAX_ID_TOKEN_AGE_SECONDS,
+                    now=now,
+                )
+            )
+        except TokenValidationError as exc:
+            raise Unauthenticated(exc.description, code=exc.error) from exc
+        except (IdPUnavailableError, DiscoveryError) as exc:
+            raise _unavailable("token_exchange") from exc
+        if idp_access_token and any(n not in claims for n in claims_needed(ctx.settings)):
+            info = _userinfo(ctx, client_id, idp_access_token, str(claims["sub"]))
+            claims = {**info, **claims}  # the signed ID token wins where both speak
+        issuer = str(claims["iss"])
         with rt.db.session() as db:
             user = match_user(db, ctx.settings, issuer, claims, actor=Actor.anonymous(ip))
             users.mark_signed_in(user)
@@ -130,17 +181,68 @@ def exchange_id_token(
             audit.record(
                 db,
                 Actor.of(user, ip),
-                "token.exchange",
+                action,
                 target_type="user",
                 target_id=user.id,
                 details={"issuer": issuer, "client_id": client_id},
             )
-    except IdentityRefused as exc:
-        raise _refused(rt, ip, exc) from exc
-    rt.users.invalidate(user_id)
-    token, lifetime = rt.tokens.issue(
-        str(user_id),
-        {"amr": ["oidc"], "method": "oidc", "client_id": client_id, "roles": roles},
-    )
+    except (Conflict, IdPNotConfigured, Unauthenticated, IdentityRefused, Unavailable) as exc:
+        raise _refused(rt, ip, exc, action) from exc
     TOKEN_EXCHANGE.labels(outcome="ok").inc()
-    return Exchanged(access_token=token, expires_in=lifetime, user_id=user_id)
+    return _issue(rt, user_id, client_id, roles, int(time.time() if now is None else now))
+
+
+def renew_access_token(
+    rt: Runtime, previous_token: str, idp_access_token: str, *, ip: str | None
+) -> Exchanged:
+    """A new Gatehouse token for a tool whose IdP refresh brought no new ID token.
+
+    :param previous_token: the Gatehouse token the tool holds (may have expired)
+    :param idp_access_token: the access token of the IdP's refresh response
+    :raises Unauthenticated: the previous token is not ours, not a tool's sign-in, too old,
+        or UserInfo refused the access token or named another subject (401)
+    :raises IdentityRefused: the user is disabled, gone, or bound elsewhere (403)
+    :raises Conflict: / :raises Unavailable: as :func:`exchange_id_token`
+    """
+    action = "token.renew"
+    try:
+        ctx, client_id = _native_context(rt)
+        previous = rt.tokens.verify_for_renewal(
+            previous_token, max_age_seconds=rt.settings.session_max_hours * 3600
+        )
+        if previous.get("method") != "oidc" or previous.get("client_id") != client_id:
+            raise Unauthenticated(
+                "Only a token from a tool's sign-in through the identity provider can be renewed.",
+                code="not_renewable",
+            )
+        user_id = int(previous["sub"])
+        issuer = ctx.settings.issuer
+        with rt.db.session() as db:
+            bound = db.get(User, user_id)
+            subject = bound.idp_subject if bound is not None else None
+            if bound is None or bound.idp_issuer != issuer or not subject:
+                raise IdentityRefused(
+                    "This account is no longer linked to that identity; sign in again.",
+                    code="identity_changed",
+                )
+        info = _userinfo(ctx, client_id, idp_access_token, subject)
+        with rt.db.session() as db:
+            user = match_user(db, ctx.settings, issuer, info, actor=Actor.anonymous(ip))
+            if user.id != user_id:
+                raise IdentityRefused(
+                    "This account is no longer linked to that identity; sign in again.",
+                    code="identity_changed",
+                )
+            roles = role_claims(user)
+            audit.record(
+                db,
+                Actor.of(user, ip),
+                action,
+                target_type="user",
+                target_id=user.id,
+                details={"issuer": issuer, "client_id": client_id},
+            )
+    except (Conflict, IdPNotConfigured, Unauthenticated, IdentityRefused, Unavailable) as exc:
+        raise _refused(rt, ip, exc, action) from exc
+    TOKEN_EXCHANGE.labels(outcome="renewed").inc()
+    return _issue(rt, user_id, client_id, roles, int(previous["auth_time"]))

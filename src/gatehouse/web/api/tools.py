@@ -2,7 +2,8 @@
 
 ``GET /api/v1/auth/idp-config`` is public and cacheable: a tool needs nothing but the server's
 URL. ``POST /api/v1/auth/token`` turns a fresh native-client ID token into a Gatehouse access
-token. ``GET /api/v1/auth/jwks`` publishes the keys those tokens are signed with.
+token; ``POST /api/v1/auth/token/renew`` renews it when the IdP's refresh brought no new ID
+token (OIDC Core 12.2). ``GET /api/v1/auth/jwks`` publishes the keys those tokens are signed with.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ class IdPConfigOut(BaseModel):
 
 class ExchangeIn(StrictModel):
     id_token: str = Field(max_length=16384, description="An ID token issued to the native client.")
+    idp_access_token: str | None = Field(
+        default=None,
+        max_length=16384,
+        description="The IdP access token issued with it: used for UserInfo only when the ID "
+        "token lacks a claim that user matching needs.",
+    )
+
+
+class RenewIn(StrictModel):
+    previous_token: str = Field(
+        max_length=8192,
+        description="The Gatehouse access token the tool holds (it may have expired).",
+    )
+    idp_access_token: str = Field(
+        max_length=16384, description="The access token of the IdP's refresh response."
+    )
 
 
 def idp_config(rt: Runtime) -> IdPConfigOut:
@@ -107,7 +124,31 @@ def get_idp_config(request: Request, rt: RuntimeDep) -> Response:
 def exchange(body: ExchangeIn, request: Request, rt: RuntimeDep) -> JSONResponse:
     ip = client_ip(request)
     rt.ratelimit.hit(TOKEN_EXCHANGE, ip)
-    result = token_exchange.exchange_id_token(rt, body.id_token, ip=ip)
+    result = token_exchange.exchange_id_token(
+        rt, body.id_token, ip=ip, idp_access_token=body.idp_access_token
+    )
+    out = TokenOut(access_token=result.access_token, expires_in=result.expires_in)
+    return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
+
+
+@router.post(
+    "/token/renew",
+    response_model=TokenOut,
+    responses={
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        409: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
+    summary="Renew a tool's Gatehouse token after an IdP refresh that brought no new ID token",
+)
+def renew(body: RenewIn, request: Request, rt: RuntimeDep) -> JSONResponse:
+    ip = client_ip(request)
+    rt.ratelimit.hit(TOKEN_EXCHANGE, ip)
+    result = token_exchange.renew_access_token(
+        rt, body.previous_token, body.idp_access_token, ip=ip
+    )
     out = TokenOut(access_token=result.access_token, expires_in=result.expires_in)
     return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
 
