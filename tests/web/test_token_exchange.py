@@ -122,6 +122,47 @@ def test_exchange_issues_an_access_token_with_roles_accepted_by_the_api(
     assert audit_row.outcome == "success" and audit_row.actor == "alice"
 
 
+def test_exchange_refuses_an_id_token_presented_a_second_time(
+    client: TestClient, active_idp: OpenIDProvider, alice: int, runtime: Runtime
+) -> None:
+    raw = id_token_for(active_idp, "alice")["id_token"]
+    assert exchange(client, raw).status_code == 200
+    again = exchange(client, raw)
+    assert again.status_code == 401
+    assert again.json()["error"] == "token_replayed"
+    assert last_exchange_audit(runtime).reason == "token_replayed"
+    replica = Runtime(runtime.settings)  # the store is the database: every replica knows
+    replica.start()
+    try:
+        with pytest.raises(Unauthenticated) as refused:
+            token_exchange.exchange_id_token(replica, raw, ip=None)
+    finally:
+        replica.close()
+    assert refused.value.code == "token_replayed"
+    fresh = id_token_for(active_idp, "alice")["id_token"]
+    assert exchange(client, fresh).status_code == 200
+
+
+def test_a_second_exchange_passes_only_with_proof_that_the_idp_stands_behind_the_user(
+    client: TestClient, active_idp: OpenIDProvider, alice: int
+) -> None:
+    """An IdP may answer a refresh in the same second with a byte-identical ID token (the test
+    IdP does: no jti, same iat); the refresh's access token then proves it through UserInfo."""
+    tokens = id_token_for(active_idp, "alice")
+    assert exchange(client, tokens["id_token"]).status_code == 200
+    bobs = id_token_for(active_idp, "bob")["access_token"]
+    with_bobs = client.post(
+        "/api/v1/auth/token", json={"id_token": tokens["id_token"], "idp_access_token": bobs}
+    )
+    assert with_bobs.status_code == 401
+    assert with_bobs.json()["error"] == "userinfo_sub_mismatch"
+    with_alices = client.post(
+        "/api/v1/auth/token",
+        json={"id_token": tokens["id_token"], "idp_access_token": tokens["access_token"]},
+    )
+    assert with_alices.status_code == 200, with_alices.text
+
+
 def test_exchange_refuses_an_id_token_issued_to_the_web_client(
     client: TestClient, active_idp: OpenIDProvider, alice: int, runtime: Runtime
 ) -> None:

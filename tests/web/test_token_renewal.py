@@ -93,10 +93,10 @@ def test_exchange_asks_userinfo_when_the_id_token_lacks_the_matching_claim(
 ) -> None:
     provider = idp_factory(claims_in_id_token=False)
     configure_idp(runtime, provider)
-    tokens = id_token_for(provider, "alice")
-    without = exchange(client, tokens)
+    without = exchange(client, id_token_for(provider, "alice"))
     assert without.status_code == 403
     assert without.json()["error"] == "missing_claim"
+    tokens = id_token_for(provider, "alice")
     with_userinfo = exchange(client, tokens, idp_access_token=tokens["access_token"])
     assert with_userinfo.status_code == 200, with_userinfo.text
     claims = runtime.tokens.verify(with_userinfo.json()["access_token"])

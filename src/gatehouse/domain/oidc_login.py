@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gatehouse.domain import audit, sessions, users
+from gatehouse.domain import audit, replay, sessions, users
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import DecryptionError, random_token, sha256_hex
 from gatehouse.domain.errors import DomainError
@@ -63,7 +62,7 @@ from gatehouse.oidc import (
     validate_refreshed_id_token,
 )
 from gatehouse.store.db import skip_commit_flush
-from gatehouse.store.models import OIDCFlow, SeenJTI, utcnow
+from gatehouse.store.models import OIDCFlow, utcnow
 from gatehouse.store.models import Session as SessionRow
 
 if TYPE_CHECKING:  # the runtime imports the domain, not the other way round
@@ -761,21 +760,11 @@ def logout_url(rt: Runtime, db: Session, row: SessionRow) -> str | None:
 
 
 def _seen_jti(rt: Runtime, issuer: str) -> Any:
-    """``seen_jti(jti, expires_at)`` for :func:`validate_logout_token`: an INSERT on a unique key,
-    in its own transaction, so that two replicas never both accept one logout token."""
+    """``seen_jti(jti, expires_at)`` for :func:`validate_logout_token`: shared by replicas, so
+    that two of them never both accept one logout token."""
 
     def seen(jti: str, expires_at: int) -> bool:
-        try:
-            with rt.db.session() as db:
-                db.execute(delete(SeenJTI).where(SeenJTI.expires_at < utcnow()))
-                db.add(
-                    SeenJTI(
-                        jti_hash=sha256_hex(issuer + "\n" + jti), expires_at=_expiry(expires_at)
-                    )
-                )
-        except IntegrityError:
-            return True
-        return False
+        return not replay.first_use(rt.db, issuer + "\n" + jti, _expiry(expires_at))
 
     return seen
 

@@ -6,7 +6,12 @@ The ID token is validated with the web flow's rules (signature with the IdP's ke
 * its audience must be the **native** client id — an ID token issued to the web client is
   refused, so a token stolen from a browser session cannot be turned into an API token;
 * there is no nonce to compare (the tool checked its own), so freshness stands in for it: the
-  token must have been issued less than :data:`MAX_ID_TOKEN_AGE_SECONDS` ago.
+  token must have been issued less than :data:`MAX_ID_TOKEN_AGE_SECONDS` ago;
+* it is single-use: a second exchange of the same token, on any replica, is refused
+  (``token_replayed``), so a token that leaked from a tool's traffic is worth nothing alone.
+  Only with an IdP access token that UserInfo accepts for the same subject does it pass again:
+  an IdP may legitimately answer a refresh within the same second with a byte-identical ID
+  token (no ``jti``, same ``iat``), and that access token proves the refresh happened.
 
 When the ID token lacks a claim that matching needs (IdPs that put profile claims only in
 UserInfo), the tool's IdP access token, if sent, is used for UserInfo, whose ``sub`` must be the
@@ -28,10 +33,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from gatehouse.domain import audit, users
+from gatehouse.domain import audit, replay, users
 from gatehouse.domain.audit import Actor
+from gatehouse.domain.crypto import sha256_hex
 from gatehouse.domain.errors import Conflict, DomainError, Unauthenticated, Unavailable
 from gatehouse.domain.identity import IdentityRefused, claims_needed, match_user
 from gatehouse.domain.idp import IdPContext, IdPNotConfigured
@@ -115,6 +122,19 @@ def _userinfo(ctx: IdPContext, client_id: str, access_token: str, sub: str) -> d
         ) from exc
 
 
+def _first_exchange(rt: Runtime, raw: str, claims: dict[str, Any], leeway: int) -> bool:
+    """Whether this ID token is exchanged for the first time (replicas share the answer).
+
+    Remembered until it could no longer pass validation (``exp`` or the freshness limit, plus
+    the clock-skew leeway), keyed by ``jti`` when the IdP sets one, else by the token's hash.
+    """
+    jti = claims.get("jti")
+    token_id = jti if isinstance(jti, str) and jti else sha256_hex(raw)
+    last_valid = min(float(claims["exp"]), float(claims["iat"]) + MAX_ID_TOKEN_AGE_SECONDS)
+    until = datetime.fromtimestamp(last_valid + leeway + 1, UTC)
+    return replay.first_use(rt.db, f"id_token\n{claims['iss']}\n{token_id}", until)
+
+
 def _issue(rt: Runtime, user_id: int, client_id: str, roles: Any, auth_time: int) -> Exchanged:
     rt.users.invalidate(user_id)
     token, lifetime = rt.tokens.issue(
@@ -169,7 +189,14 @@ def exchange_id_token(
             raise Unauthenticated(exc.description, code=exc.error) from exc
         except (IdPUnavailableError, DiscoveryError) as exc:
             raise _unavailable("token_exchange") from exc
-        if idp_access_token and any(n not in claims for n in claims_needed(ctx.settings)):
+        replayed = not _first_exchange(rt, raw_id_token, claims, ctx.settings.clock_skew_seconds)
+        if replayed and not idp_access_token:
+            raise Unauthenticated(
+                "This ID token was already exchanged; sign in again.", code="token_replayed"
+            )
+        if idp_access_token and (
+            replayed or any(n not in claims for n in claims_needed(ctx.settings))
+        ):
             info = _userinfo(ctx, client_id, idp_access_token, str(claims["sub"]))
             claims = {**info, **claims}  # the signed ID token wins where both speak
         issuer = str(claims["iss"])
