@@ -48,6 +48,12 @@ API_AUTH = Counter(
     ["method", "outcome"],
     registry=REGISTRY,
 )
+HOUSEKEEPING_DELETED = Counter(
+    "gatehouse_housekeeping_deleted_total",
+    "Expired rows deleted by housekeeping, by table.",
+    ["table"],
+    registry=REGISTRY,
+)
 ERRORS = Counter(
     "gatehouse_http_errors_total",
     "Error responses by code.",

@@ -12,10 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -109,17 +108,6 @@ class RateLimiter:
             # One round trip: the upsert returns the new count (PostgreSQL, SQLite >= 3.35).
             count = db.scalar(stmt.returning(RateLimitBucket.count))
             return int(count or 0)
-
-    def prune(self, older_than: timedelta = timedelta(hours=1)) -> int:
-        """Delete idle buckets (called from housekeeping)."""
-        cutoff = datetime.fromtimestamp(self._clock(), UTC) - older_than
-        with self._db.session() as db:
-            rows = list(
-                db.scalars(select(RateLimitBucket).where(RateLimitBucket.window_start < cutoff))
-            )
-            for row in rows:
-                db.delete(row)
-            return len(rows)
 
 
 def _case_count(stmt: Any, start: datetime) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from gatehouse.domain import housekeeping
 from gatehouse.web import forward_auth
 from gatehouse.web.api import apps as api_apps
 from gatehouse.web.api import audit, auth, health, me, users
@@ -20,6 +21,7 @@ def include_all(app: FastAPI) -> None:
     _include_environments(app)
     app.include_router(tools_auth.router)
     api_tokens.install(app)
+    housekeeping.install(app)
     _include_oidc(app)
     app.include_router(pages.router)
 
