@@ -49,7 +49,7 @@ from gatehouse.oidc import (
 )
 from gatehouse.oidc.id_token import MAX_LEEWAY_SECONDS
 from gatehouse.store.db import Database
-from gatehouse.store.models import IdPConfig
+from gatehouse.store.models import IdPConfig, IdPState
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -557,25 +557,28 @@ class IdPService:
         self._contexts: dict[int, IdPContext] = {}
         self._lock = threading.Lock()
 
+    def _state(self) -> tuple[bool, int | None]:
+        """(active, current version): one statement, no transaction around it (the hot start
+        of every sign-in and token exchange reads it; every replica agrees on it)."""
+        with self._db.relaxed() as conn:
+            row = conn.execute(
+                select(IdPState.active, IdPState.current_version).where(IdPState.id == 1)
+            ).first()
+        return (bool(row.active), row.current_version) if row is not None else (False, None)
+
     def is_active(self) -> bool:
         """Whether OIDC sign-in is active (read from the database: every replica agrees)."""
-        with self._db.session() as db:
-            return bool(get_state(db).active)
+        return self._state()[0]
 
     def active_context(self) -> tuple[bool, IdPContext | None]:
-        """Whether OIDC is active and the current context, read in one unit of work (the hot
-        start of every sign-in; two separate reads cost a transaction each)."""
-        with self._db.session() as db:
-            state = get_state(db)
-            active, version = bool(state.active), state.current_version
-            ctx = self.context_for(version, db) if version is not None else None
-        return active, ctx
+        """Whether OIDC is active and the current context (cached per version)."""
+        active, version = self._state()
+        return active, self.context_for(version) if version is not None else None
 
     def current_version(self, db: Session | None = None) -> int | None:
         if db is not None:
             return get_state(db).current_version
-        with self._db.session() as own:
-            return get_state(own).current_version
+        return self._state()[1]
 
     def current(self, db: Session | None = None) -> IdPContext:
         """The context of the current configuration version.

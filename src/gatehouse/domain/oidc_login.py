@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from gatehouse.domain import audit, replay, sessions, users
@@ -38,7 +38,6 @@ from gatehouse.domain.errors import DomainError
 from gatehouse.domain.identity import IdentityRefused, MatchPreview, claims_needed, match_user
 from gatehouse.domain.identity import preview_match as _preview_match
 from gatehouse.domain.idp import IdPContext, IdPNotConfigured
-from gatehouse.domain.idp_state import get_state
 from gatehouse.metrics import BACKCHANNEL_LOGOUT, IDP_UNAVAILABLE, OIDC_CALLBACK, OIDC_REFRESH
 from gatehouse.oidc import (
     AuthorizationResponseError,
@@ -61,7 +60,6 @@ from gatehouse.oidc import (
     validate_logout_token,
     validate_refreshed_id_token,
 )
-from gatehouse.store.db import skip_commit_flush
 from gatehouse.store.models import OIDCFlow, utcnow
 from gatehouse.store.models import Session as SessionRow
 
@@ -171,11 +169,11 @@ def start_flow(
     state_hash = sha256_hex(secrets.state)
     payload = json.dumps({"secrets": secrets.as_dict(), "return_to": return_to, "prompt": prompt})
     now = utcnow()
-    with rt.db.session() as db:
-        skip_commit_flush(db)  # a flow lost in a crash only means signing in again
-        db.execute(delete(OIDCFlow).where(OIDCFlow.expires_at < now))
-        db.add(
-            OIDCFlow(
+    # A flow lost in a database crash only means signing in again: a relaxed write. Expired
+    # flows are deleted by housekeeping.
+    with rt.db.relaxed() as conn:
+        conn.execute(
+            insert(OIDCFlow).values(
                 state_hash=state_hash,
                 browser_hash=sha256_hex(browser),
                 purpose=purpose,
@@ -219,53 +217,59 @@ class _Flow:
 def _consume_flow(
     rt: Runtime, state: str, browser_secret: str | None
 ) -> tuple[_Flow, IdPContext, bool]:
-    """Find the flow by ``state`` and delete it (committed), then check browser and expiry.
+    """Find the flow by ``state`` and delete it, then check browser and expiry.
 
-    The IdP state (current configuration, active) is read in the same unit of work: one
-    transaction fewer on every callback. Returns (flow, current context, OIDC active).
+    The deletion is one ``DELETE … RETURNING`` (one round trip, atomic): of two callbacks with
+    the same state, one gets the flow. Returns (flow, current context, OIDC active).
     """
     state_hash = sha256_hex(state)
     failure: SignInError | None = None
     flow: _Flow | None = None
     ctx: IdPContext | None = None
     active = False
-    with rt.db.session() as db:
-        row = db.get(OIDCFlow, state_hash)
-        deleted = db.execute(delete(OIDCFlow).where(OIDCFlow.state_hash == state_hash))
-        if row is None or getattr(deleted, "rowcount", 0) != 1:
-            failure = SignInError(
-                "This sign-in link is unknown or was already used. Start again.",
-                code="bad_state",
+    with rt.db.relaxed() as conn:
+        row = conn.execute(
+            delete(OIDCFlow)
+            .where(OIDCFlow.state_hash == state_hash)
+            .returning(
+                OIDCFlow.browser_hash,
+                OIDCFlow.purpose,
+                OIDCFlow.data_enc,
+                OIDCFlow.config_version,
+                OIDCFlow.expires_at,
             )
-        elif not _valid_browser_secret(browser_secret) or not hmac.compare_digest(
-            sha256_hex(browser_secret or ""), row.browser_hash
-        ):
-            failure = SignInError(
-                "This sign-in was started in another browser. Start again here.",
-                code="browser_mismatch",
-            )
-        elif utcnow() >= row.expires_at:
-            failure = SignInError("The sign-in took too long. Start again.", code="flow_expired")
+        ).first()
+    if row is None:
+        failure = SignInError(
+            "This sign-in link is unknown or was already used. Start again.", code="bad_state"
+        )
+    elif not _valid_browser_secret(browser_secret) or not hmac.compare_digest(
+        sha256_hex(browser_secret or ""), row.browser_hash
+    ):
+        failure = SignInError(
+            "This sign-in was started in another browser. Start again here.",
+            code="browser_mismatch",
+        )
+    elif utcnow() >= row.expires_at:
+        failure = SignInError("The sign-in took too long. Start again.", code="flow_expired")
+    else:
+        try:
+            data = json.loads(rt.box.decrypt_str(row.data_enc, context=FLOW_CONTEXT + state_hash))
+        except (DecryptionError, ValueError):
+            failure = SignInError("The sign-in state is unreadable.", code="bad_state")
         else:
-            try:
-                data = json.loads(
-                    rt.box.decrypt_str(row.data_enc, context=FLOW_CONTEXT + state_hash)
-                )
-            except (DecryptionError, ValueError):
-                failure = SignInError("The sign-in state is unreadable.", code="bad_state")
-            else:
-                flow = _Flow(
-                    purpose="test" if row.purpose == "test" else "login",
-                    secrets=FlowSecrets.from_dict(data["secrets"]),
-                    return_to=str(data.get("return_to") or "/"),
-                    prompt=data.get("prompt"),
-                    config_version=row.config_version,
-                )
+            flow = _Flow(
+                purpose="test" if row.purpose == "test" else "login",
+                secrets=FlowSecrets.from_dict(data["secrets"]),
+                return_to=str(data.get("return_to") or "/"),
+                prompt=data.get("prompt"),
+                config_version=row.config_version,
+            )
+            active, ctx = rt.idp.active_context()
+            if ctx is None:
                 try:
-                    ctx = rt.idp.current(db)
-                    active = bool(get_state(db).active)
+                    ctx = rt.idp.current()  # raises with the reason nothing is configured
                 except IdPNotConfigured as exc:
-                    # Not raised here: the flow's deletion must still commit (one-time).
                     failure = SignInError(exc.detail, code="idp_not_configured", status=409)
     if failure is not None:
         raise failure

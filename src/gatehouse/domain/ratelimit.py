@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gatehouse.domain.errors import TooManyAttempts
-from gatehouse.store.db import Database, skip_commit_flush
+from gatehouse.store.db import Database
 from gatehouse.store.models import RateLimitBucket
 
 log = logging.getLogger("gatehouse.ratelimit")
@@ -89,13 +89,9 @@ class RateLimiter:
 
     def _incr_db(self, key: str, window_start: int) -> int:
         start = datetime.fromtimestamp(window_start, UTC)
-        with self._db.session() as db:
-            skip_commit_flush(db)  # a count lost in a crash only lets a few more hits through
-            insert = (
-                pg_insert
-                if db.bind is not None and db.bind.dialect.name == "postgresql"
-                else sqlite_insert
-            )
+        # a count lost in a crash only lets a few more hits through: a relaxed write
+        with self._db.relaxed() as conn:
+            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             stmt = insert(RateLimitBucket).values(key=key, window_start=start, count=1)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[RateLimitBucket.key],
@@ -106,7 +102,7 @@ class RateLimiter:
                 },
             )
             # One round trip: the upsert returns the new count (PostgreSQL, SQLite >= 3.35).
-            count = db.scalar(stmt.returning(RateLimitBucket.count))
+            count = conn.scalar(stmt.returning(RateLimitBucket.count))
             return int(count or 0)
 
 

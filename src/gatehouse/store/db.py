@@ -1,19 +1,32 @@
 """Engine and session factory.
 
 SQLite gets WAL, foreign keys and a busy timeout so that a few concurrent writers (the server and
-a CLI command) wait instead of failing. PostgreSQL gets a pre-ping so that a restarted server is
-picked up again without restarting Gatehouse.
+a CLI command) wait instead of failing. PostgreSQL connections are pinged when they come out of
+the pool after sitting idle, so that a restarted server is picked up again without restarting
+Gatehouse; a connection handed back a moment ago is not pinged (on a busy server that saved a
+round trip on every transaction), and a disconnect it meets still invalidates the whole pool.
+
+:meth:`Database.relaxed` serves single statements on rows whose loss in a database crash costs a
+retry, never security (rate-limit counts, sign-ins in flight): on PostgreSQL they run in
+autocommit on connections with ``synchronous_commit=off`` — one round trip instead of BEGIN, SET,
+the statement and COMMIT, and no wait for the WAL flush.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+#: a pooled connection idle for longer than this is pinged before use
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def make_engine(url: str) -> Engine:
@@ -44,33 +57,55 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    return _server_engine(url, pool_size=10, max_overflow=10)
+
+
+def _server_engine(url: str, *, relaxed: bool = False, **pool: int) -> Engine:
     # No server-side prepared statements: psycopg prepares a query after five runs, and
     # PostgreSQL may then pick a generic plan that cannot use an index for ``LIKE $1`` (user
     # search went from 5 to 140 ms, bench/users_scale.py). It also keeps Gatehouse usable
     # behind PgBouncer in transaction mode.
-    connect_args = {"prepare_threshold": None} if url.startswith("postgresql+psycopg") else {}
-    return create_engine(
+    connect_args: dict[str, Any] = (
+        {"prepare_threshold": None} if url.startswith("postgresql+psycopg") else {}
+    )
+    extra: dict[str, Any] = {}
+    if relaxed:
+        connect_args["options"] = "-c synchronous_commit=off"
+        extra["isolation_level"] = "AUTOCOMMIT"
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=10,
         pool_recycle=1800,
         connect_args=connect_args,
         hide_parameters=True,
+        **pool,
+        **extra,
     )
+    _ping_when_idle(engine)
+    return engine
 
 
-def skip_commit_flush(db: Session) -> None:
-    """Let this transaction commit without waiting for its WAL record to reach the disk.
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping only connections that sat idle (SQLAlchemy's ``pool_pre_ping`` pings always)."""
 
-    Only for rows whose loss in a database crash costs a retry, never security: rate-limit
-    counts and sign-ins in progress. A PostgreSQL commit otherwise waits for an fsync — on our
-    VMs 2-3 ms, several times the rest of such a hop (bench/web_sign_in.py). The transaction is
-    still atomic and isolated; other sessions see it at once. No effect on SQLite.
-    """
-    bind = db.get_bind()
-    if bind.dialect.name == "postgresql":
-        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError("the pooled connection is gone") from exc
+        if not alive:
+            raise DisconnectionError("the pooled connection is gone")
 
 
 class Database:
@@ -80,6 +115,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._relaxed_engine: Engine | None = None
+        self._relaxed_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -98,5 +135,29 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def relaxed(self) -> Iterator[Connection]:
+        """A connection for single statements that may be lost in a crash (see the module).
+
+        Each statement commits on its own (PostgreSQL: autocommit, no wait for the WAL flush;
+        SQLite: one transaction committed on leaving the block).
+        """
+        if self.is_sqlite:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        engine = self._relaxed_engine
+        if engine is None:
+            with self._relaxed_lock:
+                if self._relaxed_engine is None:
+                    self._relaxed_engine = _server_engine(
+                        self.url, relaxed=True, pool_size=5, max_overflow=10
+                    )
+                engine = self._relaxed_engine
+        with engine.connect() as conn:
+            yield conn
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._relaxed_engine is not None:
+            self._relaxed_engine.dispose()
