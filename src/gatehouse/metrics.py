@@ -62,7 +62,7 @@ ERRORS = Counter(
 )
 REQUEST_SECONDS = Histogram(
     "gatehouse_request_seconds",
-    "Request latency for console and API routes.",
+    "Request latency by kind: api (/api/), auth (sign-in, forward auth), console.",
     ["kind"],
     registry=REGISTRY,
 )

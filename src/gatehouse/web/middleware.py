@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gatehouse.metrics import REQUEST_SECONDS
 from gatehouse.settings import Settings
 
 _CSP = (
@@ -103,11 +105,33 @@ class SecurityMiddleware:
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
+        timer = _timer_for(path)
+        began = time.perf_counter()
         try:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
             if not started:
                 await _reject_large(send, self.max_body)
+        finally:
+            if timer is not None:
+                timer.observe(time.perf_counter() - began)
+
+
+#: ``gatehouse_request_seconds{kind}`` children bound once (the hot path only observes)
+_TIMERS = {kind: REQUEST_SECONDS.labels(kind=kind) for kind in ("api", "auth", "console")}
+_UNTIMED = ("/healthz", "/readyz", "/metrics")
+
+
+def _timer_for(path: str) -> Any:
+    """The latency histogram of a request: API, sign-in/forward-auth, or console; probes and
+    static files are not timed."""
+    if path.startswith("/api/"):
+        return _TIMERS["api"]
+    if path.startswith("/auth/"):
+        return _TIMERS["auth"]
+    if path.startswith("/static/") or path in _UNTIMED:
+        return None
+    return _TIMERS["console"]
 
 
 async def _reject_large(send: Send, limit: int) -> None:
