@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 
 #: Cases per operation and caller (about 45 operations x 2 callers x EXAMPLES requests).
-EXAMPLES = 60
+EXAMPLES = 40
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,

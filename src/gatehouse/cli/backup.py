@@ -10,13 +10,14 @@ import typer
 
 def register(app: typer.Typer) -> None:
     from gatehouse.cli.main import db_app, fail, out, settings_or_exit
-    from gatehouse.store.backup import BackupError, backup, restore
 
     @db_app.command("backup")
     def db_backup(
         file: Annotated[Path, typer.Argument(help="Where to write the backup (must not exist).")],
     ) -> None:
         """Write a consistent copy of the SQLite database (safe while the server runs)."""
+        from gatehouse.store.backup import BackupError, backup  # alembic: load only when used
+
         settings = settings_or_exit()
         try:
             size = backup(settings.resolved_database_url, file)
@@ -30,6 +31,8 @@ def register(app: typer.Typer) -> None:
         yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     ) -> None:
         """Replace the SQLite database with a backup. Stop the server first; restart after."""
+        from gatehouse.store.backup import BackupError, restore
+
         settings = settings_or_exit()
         if not yes and not typer.confirm(
             "Replace the current database with this backup? The current one is kept beside it."

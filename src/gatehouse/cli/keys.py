@@ -6,12 +6,13 @@ The logic is in :mod:`gatehouse.domain.keyrotation`; this module reads options a
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from gatehouse.domain.keyrotation import Report
+if TYPE_CHECKING:
+    from gatehouse.domain.keyrotation import Report
 
 
 def _table(report: Report) -> Table:
@@ -23,8 +24,6 @@ def _table(report: Report) -> Table:
 
 def register(app: typer.Typer) -> None:
     from gatehouse.cli.main import fail, out, settings_or_exit
-    from gatehouse.domain import keyrotation
-    from gatehouse.runtime import open_runtime
 
     keys_app = typer.Typer(help="The secret key that encrypts secrets at rest.")
     app.add_typer(keys_app, name="keys")
@@ -47,6 +46,9 @@ def register(app: typer.Typer) -> None:
 
         Then `--finish` drops the old key. Servers keep decrypting with the old key until then.
         """
+        from gatehouse.domain import keyrotation  # the server stack loads only when used
+        from gatehouse.runtime import open_runtime
+
         settings = settings_or_exit()
         if finish:
             with open_runtime(settings) as rt:
@@ -92,6 +94,9 @@ def register(app: typer.Typer) -> None:
     @keys_app.command("status")
     def status() -> None:
         """How many secrets are encrypted under the active key, an old key, or none we have."""
+        from gatehouse.domain import keyrotation
+        from gatehouse.runtime import open_runtime
+
         settings = settings_or_exit()
         with open_runtime(settings) as rt:
             report = keyrotation.scan(rt.db, rt.box)

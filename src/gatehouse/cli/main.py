@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from gatehouse import __version__
 from gatehouse.domain.errors import DomainError
-from gatehouse.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the server stack is imported by the commands that need it: tools start fast
+    from gatehouse.settings import Settings
 
 app = typer.Typer(
     name="gatehouse",
@@ -40,6 +42,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def settings_or_exit(**overrides: object) -> Settings:
+    from gatehouse.settings import SettingsError, load_settings
+
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except (SettingsError, ValueError) as exc:
