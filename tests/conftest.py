@@ -7,16 +7,19 @@ skipped with a reason elsewhere.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from gatehouse.domain import idp_state, users
+from gatehouse.domain import access_tokens, idp_state, passwords, users
 from gatehouse.domain.audit import Actor
 from gatehouse.runtime import Runtime
 from gatehouse.store.db import make_engine
@@ -33,6 +36,47 @@ from helpers import (
 )
 
 pytest_plugins = ["idp.plugin"]
+
+
+# -- password hashing ---------------------------------------------------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def cheap_argon2_in_process() -> Iterator[None]:
+    """argon2id at its cheapest inside the test process: each test's admin costs a millisecond
+    instead of a fifth of a second of set-up. Servers started as subprocesses, and the tests
+    that ask for ``production_argon2``, hash with the production parameters."""
+    production = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    passwords._dummy_hash.cache_clear()
+    try:
+        yield
+    finally:
+        passwords._hasher = production
+        passwords._dummy_hash.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_keys_from_a_pool() -> Iterator[None]:
+    """Gatehouse's RSA signing keys come from four made once per test process (each test's
+    runtime would otherwise spend ~150 ms generating one); every key still gets its own kid."""
+    pool = itertools.cycle(
+        [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(4)]
+    )
+    generate = access_tokens._generate_rsa_key
+    access_tokens._generate_rsa_key = lambda: next(pool)
+    try:
+        yield
+    finally:
+        access_tokens._generate_rsa_key = generate
+
+
+@pytest.fixture
+def production_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[PasswordHasher]:
+    """The production hasher (RFC 9106 low-memory profile), for tests about its cost."""
+    hasher = PasswordHasher()
+    monkeypatch.setattr(passwords, "_hasher", hasher)
+    passwords._dummy_hash.cache_clear()
+    yield hasher
+    passwords._dummy_hash.cache_clear()
 
 
 # -- databases --------------------------------------------------------------------------------

@@ -76,6 +76,10 @@ class _Key:
     created_at_ts: float
 
 
+def _generate_rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def _needs_key(active: list[SigningKey], now: datetime) -> bool:
     return not active or now - active[-1].created_at > KEY_ROTATE_AFTER
 
@@ -196,7 +200,7 @@ class AccessTokenService:
         return None
 
     def _new_key_row(self, db: Session) -> SigningKey:
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = _generate_rsa_key()
         pem = private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
