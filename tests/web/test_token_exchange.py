@@ -21,24 +21,13 @@ from gatehouse.metrics import TOKEN_EXCHANGE
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent
 from idp.fixture import WEB_CLIENT_ID, OpenIDProvider
-from tool_helpers import configure_idp, id_token_for
+from tool_helpers import id_token_for
 
 
 @pytest.fixture
 def database_url(sqlite_url: str) -> str:
     """The subject here is the exchange, not the database: SQLite only."""
     return sqlite_url
-
-
-@pytest.fixture
-def active_idp(runtime: Runtime, idp: OpenIDProvider) -> OpenIDProvider:
-    configure_idp(runtime, idp)
-    return idp
-
-
-@pytest.fixture
-def alice(make_user: Callable[..., int]) -> int:
-    return make_user("alice", email="alice@example.com")
 
 
 def exchange(client: TestClient, id_token: str) -> Any:

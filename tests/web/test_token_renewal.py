@@ -29,17 +29,6 @@ def database_url(sqlite_url: str) -> str:
     return sqlite_url
 
 
-@pytest.fixture
-def active_idp(runtime: Runtime, idp: OpenIDProvider) -> OpenIDProvider:
-    configure_idp(runtime, idp)
-    return idp
-
-
-@pytest.fixture
-def alice(make_user: Callable[..., int]) -> int:
-    return make_user("alice", email="alice@example.com")
-
-
 def exchange(client: TestClient, tokens: dict[str, Any], **extra: str) -> httpx.Response:
     return client.post("/api/v1/auth/token", json={"id_token": tokens["id_token"], **extra})
 

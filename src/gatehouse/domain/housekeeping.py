@@ -67,7 +67,9 @@ def run_once(db: Database, *, lockout_minutes: int, now: datetime | None = None)
 
 
 class Housekeeper:
-    """Runs :func:`run_once` in a daemon thread until stopped; a failure waits for the next turn."""
+    """Runs :func:`run_once` in a daemon thread until stopped; a failure waits for the next turn.
+
+    Started with the app by :func:`gatehouse.lifecycle.run_alongside`."""
 
     def __init__(
         self,
@@ -105,22 +107,3 @@ class Housekeeper:
                 continue
             if any(deleted.values()):
                 log.info("housekeeping deleted %s", {k: v for k, v in deleted.items() if v})
-
-
-def install(app: Any) -> None:
-    """Start housekeeping with the app and stop it with the app."""
-    holder: dict[str, Housekeeper] = {}
-
-    def start(app: Any) -> None:
-        rt = app.state.runtime
-        keeper = Housekeeper(rt.db, lockout_minutes=rt.settings.lockout_minutes)
-        holder["keeper"] = keeper
-        keeper.start()
-
-    def stop(app: Any) -> None:
-        keeper = holder.pop("keeper", None)
-        if keeper is not None:
-            keeper.stop()
-
-    app.state.startup_hooks.append(start)
-    app.state.shutdown_hooks.append(stop)

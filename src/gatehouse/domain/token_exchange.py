@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from gatehouse.domain import audit, replay, users
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import sha256_hex
@@ -135,6 +137,21 @@ def _first_exchange(rt: Runtime, raw: str, claims: dict[str, Any], leeway: int) 
     return replay.first_use(rt.db, f"id_token\n{claims['iss']}\n{token_id}", until)
 
 
+def _granted(
+    db: Session, user: User, ip: str | None, action: str, issuer: str, client_id: str
+) -> tuple[list[dict[str, str | None]], int]:
+    """Audit a granted exchange or renewal; the roles that go into the token, and the user id."""
+    audit.record(
+        db,
+        Actor.of(user, ip),
+        action,
+        target_type="user",
+        target_id=user.id,
+        details={"issuer": issuer, "client_id": client_id},
+    )
+    return role_claims(user), user.id
+
+
 def _issue(rt: Runtime, user_id: int, client_id: str, roles: Any, auth_time: int) -> Exchanged:
     rt.users.invalidate(user_id)
     token, lifetime = rt.tokens.issue(
@@ -203,16 +220,7 @@ def exchange_id_token(
         with rt.db.session() as db:
             user = match_user(db, ctx.settings, issuer, claims, actor=Actor.anonymous(ip))
             users.mark_signed_in(user)
-            roles = role_claims(user)
-            user_id = user.id
-            audit.record(
-                db,
-                Actor.of(user, ip),
-                action,
-                target_type="user",
-                target_id=user.id,
-                details={"issuer": issuer, "client_id": client_id},
-            )
+            roles, user_id = _granted(db, user, ip, action, issuer, client_id)
     except (Conflict, IdPNotConfigured, Unauthenticated, IdentityRefused, Unavailable) as exc:
         raise _refused(rt, ip, exc, action) from exc
     TOKEN_EXCHANGE.labels(outcome="ok").inc()
@@ -260,15 +268,7 @@ def renew_access_token(
                     "This account is no longer linked to that identity; sign in again.",
                     code="identity_changed",
                 )
-            roles = role_claims(user)
-            audit.record(
-                db,
-                Actor.of(user, ip),
-                action,
-                target_type="user",
-                target_id=user.id,
-                details={"issuer": issuer, "client_id": client_id},
-            )
+            roles, _ = _granted(db, user, ip, action, issuer, client_id)
     except (Conflict, IdPNotConfigured, Unauthenticated, IdentityRefused, Unavailable) as exc:
         raise _refused(rt, ip, exc, action) from exc
     TOKEN_EXCHANGE.labels(outcome="renewed").inc()

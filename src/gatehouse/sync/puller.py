@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from gatehouse import PROTOCOL_VERSION, __version__
 from gatehouse.domain.crypto import sha256_hex
 from gatehouse.domain.environments import parse_component_versions
+from gatehouse.lifecycle import run_alongside
 from gatehouse.metrics import REGISTRY
 from gatehouse.settings import Settings
 from gatehouse.store.models import KeyValue
@@ -317,18 +318,10 @@ def _forget_idp(rt: Any) -> None:
 
 def install(app: Any) -> None:
     """Start the sync loop with the app (environment role) and stop it with the app."""
-    holder: dict[str, EnvironmentSync] = {}
 
-    def start(app: Any) -> None:
+    def make(app: Any) -> EnvironmentSync:
         sync = EnvironmentSync(app.state.runtime)
-        holder["sync"] = sync
         app.state.environment_sync = sync
-        sync.start()
+        return sync
 
-    def stop(app: Any) -> None:
-        sync = holder.pop("sync", None)
-        if sync is not None:
-            sync.stop()
-
-    app.state.startup_hooks.append(start)
-    app.state.shutdown_hooks.append(stop)
+    run_alongside(app, make)

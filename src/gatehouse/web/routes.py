@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from gatehouse.domain import housekeeping
+from gatehouse.lifecycle import run_alongside
 from gatehouse.web import forward_auth
 from gatehouse.web.api import apps as api_apps
 from gatehouse.web.api import audit, auth, health, me, users
@@ -21,7 +22,12 @@ def include_all(app: FastAPI) -> None:
     _include_environments(app)
     app.include_router(tools_auth.router)
     api_tokens.install(app)
-    housekeeping.install(app)
+    run_alongside(
+        app,
+        lambda app: housekeeping.Housekeeper(
+            app.state.runtime.db, lockout_minutes=app.state.runtime.settings.lockout_minutes
+        ),
+    )
     _include_oidc(app)
     app.include_router(pages.router)
 

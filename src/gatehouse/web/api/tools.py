@@ -109,48 +109,45 @@ def get_idp_config(request: Request, rt: RuntimeDep) -> Response:
     return _cached_json(request, idp_config(rt).model_dump(), max_age=60)
 
 
+#: what the token endpoints may answer besides 200
+_TOKEN_REFUSALS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 403, 409, 429, 503)
+}
+
+
+def _token_answer(result: token_exchange.Exchanged) -> JSONResponse:
+    out = TokenOut(access_token=result.access_token, expires_in=result.expires_in)
+    return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
+
+
 @router.post(
     "/token",
     response_model=TokenOut,
-    responses={
-        401: {"model": ErrorBody},
-        403: {"model": ErrorBody},
-        409: {"model": ErrorBody},
-        429: {"model": ErrorBody},
-        503: {"model": ErrorBody},
-    },
+    responses=_TOKEN_REFUSALS,
     summary="Exchange a fresh native-client ID token for a Gatehouse access token",
 )
 def exchange(body: ExchangeIn, request: Request, rt: RuntimeDep) -> JSONResponse:
     ip = client_ip(request)
     rt.ratelimit.hit(TOKEN_EXCHANGE, ip)
-    result = token_exchange.exchange_id_token(
-        rt, body.id_token, ip=ip, idp_access_token=body.idp_access_token
+    return _token_answer(
+        token_exchange.exchange_id_token(
+            rt, body.id_token, ip=ip, idp_access_token=body.idp_access_token
+        )
     )
-    out = TokenOut(access_token=result.access_token, expires_in=result.expires_in)
-    return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
 
 
 @router.post(
     "/token/renew",
     response_model=TokenOut,
-    responses={
-        401: {"model": ErrorBody},
-        403: {"model": ErrorBody},
-        409: {"model": ErrorBody},
-        429: {"model": ErrorBody},
-        503: {"model": ErrorBody},
-    },
+    responses=_TOKEN_REFUSALS,
     summary="Renew a tool's Gatehouse token after an IdP refresh that brought no new ID token",
 )
 def renew(body: RenewIn, request: Request, rt: RuntimeDep) -> JSONResponse:
     ip = client_ip(request)
-    rt.ratelimit.hit(TOKEN_EXCHANGE, ip)
-    result = token_exchange.renew_access_token(
-        rt, body.previous_token, body.idp_access_token, ip=ip
+    rt.ratelimit.hit(TOKEN_EXCHANGE, ip)  # one budget with the exchange
+    return _token_answer(
+        token_exchange.renew_access_token(rt, body.previous_token, body.idp_access_token, ip=ip)
     )
-    out = TokenOut(access_token=result.access_token, expires_in=result.expires_in)
-    return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/jwks", summary="Gatehouse's public signing keys (JWK Set)")
