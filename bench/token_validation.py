@@ -6,6 +6,7 @@ Baseline: ``cryptography``'s RSA PKCS#1 v1.5 SHA-256 verify of the token's signi
 Measured: ``AccessTokenService.verify`` uncached (parse, header check, the same verify, claims
 table) and cached (a hit). Targets: uncached at most 1.5x the raw verify; a cached hit <= 5 µs.
 Also prints ES256 and joserfc for comparison (why RS256 and a lean path were chosen).
+The baseline and the uncached validation are timed in alternating rounds (best of each).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def best(stmt: object, number: int) -> float:
     return min(timeit.repeat(stmt, number=number, repeat=7)) / number * 1e6  # type: ignore[arg-type]
 
 
+def paired_best(a: object, b: object, number: int, rounds: int = 9) -> tuple[float, float]:
+    """Best per-call µs of ``a`` and of ``b``, measured in alternating rounds, so that a slow
+    spell of the shared VM hits both sides of the ratio alike."""
+    best_a = best_b = float("inf")
+    for _ in range(rounds):
+        best_a = min(best_a, timeit.timeit(a, number=number) / number * 1e6)  # type: ignore[arg-type]
+        best_b = min(best_b, timeit.timeit(b, number=number) / number * 1e6)  # type: ignore[arg-type]
+    return best_a, best_b
+
+
 def b64d(s: str) -> bytes:
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
@@ -54,13 +65,13 @@ def main() -> None:
     sig = b64d(signature)
     key = next(iter(service._keys.values())).public
 
-    raw = best(lambda: key.verify(sig, signing_input, padding.PKCS1v15(), hashes.SHA256()), 2000)
-
     def uncached() -> None:
         service._cache.clear()
         service.verify(token)
 
-    full = best(uncached, 2000)
+    raw, full = paired_best(
+        lambda: key.verify(sig, signing_input, padding.PKCS1v15(), hashes.SHA256()), uncached, 1000
+    )
     service.verify(token)
     cached = best(lambda: service.verify(token), 100_000)
 
