@@ -53,6 +53,9 @@ def test_serve_on_empty_data_dir_migrates_creates_admin_and_answers(tmp_path: Pa
         assert password_file.exists()
         assert password_file.stat().st_mode & 0o777 == 0o600
         assert (data / "secret.key").stat().st_mode & 0o777 == 0o600
+        assert data.stat().st_mode & 0o777 == 0o700  # the data dir and the database: owner only
+        for name in ("gatehouse.db", "gatehouse.db-wal", "gatehouse.db-shm"):
+            assert (data / name).stat().st_mode & 0o777 == 0o600, name
         password = password_file.read_text().strip()
         r = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/auth/local",

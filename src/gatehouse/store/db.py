@@ -14,6 +14,8 @@ the statement and COMMIT, and no wait for the WAL flush.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -29,11 +31,19 @@ from sqlalchemy.orm import Session, sessionmaker
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
+def _create_private(path: Path) -> None:
+    """A new database file (and a new data directory) readable by its owner only: it holds
+    password hashes and sessions. SQLite gives its -wal and -shm files the same mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # an existing one keeps its operator's mode
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
