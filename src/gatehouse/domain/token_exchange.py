@@ -137,6 +137,13 @@ def _first_exchange(rt: Runtime, raw: str, claims: dict[str, Any], leeway: int) 
     return replay.first_use(rt.db, f"id_token\n{claims['iss']}\n{token_id}", until)
 
 
+def _identity_changed() -> IdentityRefused:
+    return IdentityRefused(
+        "This account is no longer linked to that identity; sign in again.",
+        code="identity_changed",
+    )
+
+
 def _granted(
     db: Session, user: User, ip: str | None, action: str, issuer: str, client_id: str
 ) -> tuple[list[dict[str, str | None]], int]:
@@ -256,18 +263,12 @@ def renew_access_token(
             bound = db.get(User, user_id)
             subject = bound.idp_subject if bound is not None else None
             if bound is None or bound.idp_issuer != issuer or not subject:
-                raise IdentityRefused(
-                    "This account is no longer linked to that identity; sign in again.",
-                    code="identity_changed",
-                )
+                raise _identity_changed()
         info = _userinfo(ctx, client_id, idp_access_token, subject)
         with rt.db.session() as db:
             user = match_user(db, ctx.settings, issuer, info, actor=Actor.anonymous(ip))
             if user.id != user_id:
-                raise IdentityRefused(
-                    "This account is no longer linked to that identity; sign in again.",
-                    code="identity_changed",
-                )
+                raise _identity_changed()
             roles, _ = _granted(db, user, ip, action, issuer, client_id)
     except (Conflict, IdPNotConfigured, Unauthenticated, IdentityRefused, Unavailable) as exc:
         raise _refused(rt, ip, exc, action) from exc
