@@ -22,7 +22,7 @@ from gatehouse.domain.ratelimit import TOKEN_EXCHANGE
 from gatehouse.metrics import IDP_UNAVAILABLE
 from gatehouse.oidc import OIDCError
 from gatehouse.runtime import Runtime
-from gatehouse.web.api.schemas import ErrorBody, StrictModel, TokenOut
+from gatehouse.web.api.schemas import StrictModel, TokenOut, error_responses
 from gatehouse.web.deps import RuntimeDep
 from gatehouse.web.net import client_ip
 
@@ -110,9 +110,7 @@ def get_idp_config(request: Request, rt: RuntimeDep) -> Response:
 
 
 #: what the token endpoints may answer besides 200
-_TOKEN_REFUSALS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (401, 403, 409, 429, 503)
-}
+_TOKEN_REFUSALS = error_responses(401, 403, 409, 429, 503)
 
 
 def _token_answer(result: token_exchange.Exchanged) -> JSONResponse:
