@@ -29,6 +29,11 @@ run: $(STAMP)
 test: $(STAMP) $(NPM_STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
+## Build the container image and run it with podman (root; bootstraps debian:bookworm-slim once)
+.PHONY: image-test
+image-test: $(STAMP) $(NPM_STAMP)
+	$(PY) -m pytest -m image tests/image --durations=10
+
 ## A console configured and activated against the test IdP, with demo users
 demo: $(STAMP) $(NPM_STAMP)
 	$(PY) tests/idp/demo.py
