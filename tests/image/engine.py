@@ -273,8 +273,8 @@ def pip_build_home() -> Iterator[Path]:
 def build(podman: Podman, tag: str = IMAGE, context: Path = REPO) -> float:
     """Build the checkout's Dockerfile; returns the seconds it took.
 
-    The build stage is tagged too, so that pruning the images an earlier build left behind
-    keeps the cache this build can reuse next time.
+    The build stage is tagged too, so that removing what earlier builds left behind keeps the
+    cache this build can reuse next time.
     """
     started = time.monotonic()
     previous = podman.inspect("image", tag)["Id"] if podman.exists("image", tag) else None
@@ -292,12 +292,30 @@ def build(podman: Podman, tag: str = IMAGE, context: Path = REPO) -> float:
             *common, "--target=build", f"--tag={BUILD_STAGE_IMAGE}", str(context), timeout=1200
         )
         podman.run(*common, f"--tag={tag}", str(context), timeout=1200)
-    if previous is not None and previous != podman.inspect("image", tag)["Id"]:
-        # The previous build's image and its now unreferenced layers (only Gatehouse's).
-        podman.run(
-            "image", "prune", "--force", f"--filter=label={IMAGE_LABEL}", check=False, timeout=300
-        )
+    if previous != podman.inspect("image", tag)["Id"]:
+        remove_stale_images(podman, keep=(tag, BUILD_STAGE_IMAGE))
     return time.monotonic() - started
+
+
+def _chain(podman: Podman, ref: str) -> set[str]:
+    """An image and the intermediate images of its build (the layer cache)."""
+    ids: set[str] = set()
+    while ref:
+        info = podman.inspect("image", ref)
+        ids.add(str(info["Id"]))
+        ref = str(info.get("Parent") or "")
+    return ids
+
+
+def remove_stale_images(podman: Podman, keep: Sequence[str]) -> None:
+    """Remove the images earlier builds of the Dockerfile left (each is a few hundred MB),
+    keeping ``keep`` and their build cache; images without the Dockerfile's label (the base,
+    anything else on the machine) are never touched."""
+    wanted = set().union(*(_chain(podman, ref) for ref in keep))
+    listed = podman.run("images", "--all", "--quiet", "--no-trunc", f"--filter=label={IMAGE_LABEL}")
+    stale = [i for i in listed.stdout.split() if i.removeprefix("sha256:") not in wanted]
+    if stale:
+        podman.run("rmi", *stale, check=False, timeout=300)
 
 
 def image_size(podman: Podman, tag: str = IMAGE) -> int:
@@ -374,3 +392,82 @@ class Container:
         if self.started:
             self.podman.run("rm", "--force", "--volumes", "--time=10", self.name, check=False)
             self.started = False
+
+
+# -- the load balancer of deploy/compose.yaml -------------------------------------------------
+NGINX_CONF = REPO / "deploy" / "nginx.conf"
+
+
+def nginx_problem() -> str | None:
+    return None if shutil.which("nginx") else "nginx is not installed (apt-get install nginx-light)"
+
+
+class NginxBalancer:
+    """The host's nginx running ``deploy/nginx.conf`` in front of containers on loopback ports.
+
+    Only what differs between Compose's network and this host is rewritten: the replicas'
+    addresses, the listening address and the temporary directories.
+    """
+
+    def __init__(self, ports: Sequence[int], root: Path) -> None:
+        from idp.fixture import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.root = root
+        conf = NGINX_CONF.read_text()
+        names = ("console-a:8000", "console-b:8000")
+        for name, port in zip(names, ports, strict=True):
+            assert f"server {name} " in conf, f"{NGINX_CONF} no longer names {name}"
+            conf = conf.replace(f"server {name} ", f"server 127.0.0.1:{port} ")
+        assert "listen 8080;" in conf, f"{NGINX_CONF} no longer listens on 8080"
+        conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
+        temp = "".join(
+            f"    {kind}_temp_path {root}/{kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        conf = conf.replace("http {\n", "http {\n" + temp, 1)
+        (root / "nginx.conf").write_text(conf)
+        self.log = root / "nginx.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NginxBalancer:
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    "nginx",
+                    "-p",
+                    str(self.root),
+                    "-c",
+                    "nginx.conf",
+                    "-g",
+                    f"daemon off; pid {self.root}/nginx.pid; error_log stderr;",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EngineError(f"nginx exited:\n{self.log.read_text(errors='replace')}")
+            try:
+                httpx.get(f"{self.url}/healthz", timeout=2)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise EngineError(f"nginx did not start:\n{self.log.read_text(errors='replace')}")
+
+    def requests_to(self, port: int) -> int:
+        """How many requests the access log shows for the replica on ``port``."""
+        return self.log.read_text(errors="replace").count(f"upstream=127.0.0.1:{port} ")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)

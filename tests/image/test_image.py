@@ -32,12 +32,11 @@ from urllib.parse import urlsplit
 import engine
 import httpx
 import pytest
-from engine import Container, Podman
+from engine import Container, NginxBalancer, Podman
 
 from helpers import postgres_problem, require_service, scratch_postgres
 from idp.fixture import IdPNotInstalledError, OpenIDProvider, check_installed, free_port
 from integration.oidc_helpers import configure_idp
-from integration.replicas import RoundRobin
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
@@ -260,7 +259,7 @@ class Cluster:
     podman: Podman
     a: Container
     b: Container
-    balancer: RoundRobin
+    balancer: NginxBalancer
     idp: OpenIDProvider
     env: dict[str, str]
 
@@ -292,19 +291,22 @@ def one_shot(
 
 
 @pytest.fixture(scope="module")
-def cluster(podman: Podman, image: str) -> Iterator[Cluster]:
+def cluster(
+    podman: Podman, image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
     require_service(postgres_problem(), "PostgreSQL")
+    require_service(engine.nginx_problem(), "nginx")
     try:
         check_installed()
     except IdPNotInstalledError as exc:
         pytest.fail(f"test IdP unavailable: {exc}", pytrace=False)
     containers: list[Container] = []
-    balancer: RoundRobin | None = None
+    balancer: NginxBalancer | None = None
     idp: OpenIDProvider | None = None
     with scratch_postgres("gatehouse_image") as database_url:
         try:
             ports = [free_port(), free_port()]
-            balancer = RoundRobin(ports).start()
+            balancer = NginxBalancer(ports, tmp_path_factory.mktemp("balancer")).start()
             env = {
                 "GATEHOUSE_DATABASE_URL": database_url,
                 "GATEHOUSE_SECRET_KEY": SECRET_KEY,
@@ -348,16 +350,16 @@ def cluster(podman: Podman, image: str) -> Iterator[Cluster]:
                 balancer.stop()
 
 
-def sign_in(cluster: Cluster, browser: httpx.Client, start: Container, finish: Container) -> str:
-    """The web flow begun on ``start``, the IdP's redirect delivered to ``finish``."""
-    begun = browser.get(f"{start.url}/auth/oidc/start", follow_redirects=False)
+def sign_in(cluster: Cluster, browser: httpx.Client, start: str, finish: str) -> str:
+    """The web flow begun at ``start``, the IdP's redirect delivered to ``finish`` (base URLs)."""
+    begun = browser.get(f"{start}/auth/oidc/start", follow_redirects=False)
     assert begun.status_code == 302, begun.text
     location = cluster.idp.login(
         begun.headers["location"], "alice", "alice-password", client=cluster.idp.new_browser()
     )
     assert location.startswith(f"{cluster.public_url}/auth/oidc/callback?"), location
     parts = urlsplit(location)
-    done = browser.get(f"{finish.url}{parts.path}?{parts.query}", follow_redirects=False)
+    done = browser.get(f"{finish}{parts.path}?{parts.query}", follow_redirects=False)
     assert done.status_code == 303, done.text
     return done.headers["location"]
 
@@ -368,11 +370,26 @@ def test_sign_in_through_the_idp_starts_on_one_replica_and_finishes_on_the_other
 ) -> None:
     start, finish = (cluster.a, cluster.b) if direction == "a-to-b" else (cluster.b, cluster.a)
     with httpx.Client(timeout=30) as browser:
-        assert sign_in(cluster, browser, start, finish) == "/"
+        assert sign_in(cluster, browser, start.url, finish.url) == "/"
         for replica in (cluster.a, cluster.b):
             me = browser.get(f"{replica.url}/api/v1/me")
             assert me.status_code == 200, me.text
             assert me.json()["username"] == "alice"
+
+
+def test_sign_in_through_the_compose_files_balancer_is_served_by_both_replicas(
+    cluster: Cluster,
+) -> None:
+    replicas = (cluster.a.port, cluster.b.port)
+    before = [cluster.balancer.requests_to(port) for port in replicas]
+    with httpx.Client(timeout=30) as browser:
+        assert sign_in(cluster, browser, cluster.public_url, cluster.public_url) == "/"
+        for _ in range(4):
+            me = browser.get(f"{cluster.public_url}/api/v1/me")
+            assert me.status_code == 200, me.text
+            assert me.json()["username"] == "alice"
+    after = [cluster.balancer.requests_to(port) for port in replicas]
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
 
 
 def test_environment_role_is_a_setting_of_the_same_image(cluster: Cluster, image: str) -> None:
