@@ -39,7 +39,7 @@ from gatehouse.runtime import Runtime
 from gatehouse.web.app import create_app
 from helpers import make_settings
 from idp.fixture import OpenIDProvider, free_port
-from tool_helpers import configure_idp
+from idp_helpers import configure_idp
 
 pytestmark = [pytest.mark.nginx, pytest.mark.idp]
 

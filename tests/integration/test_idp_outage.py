@@ -25,7 +25,7 @@ from gatehouse.store.models import Session as SessionRow
 from gatehouse.store.models import utcnow
 from helpers import ADMIN_PASSWORD, PUBLIC_URL, console_login
 from idp.plugin import IdPFactory
-from tool_helpers import id_token_for
+from idp_helpers import id_token_for
 
 pytestmark = pytest.mark.idp
 CALLBACK = "http://127.0.0.1:8000/auth/oidc/callback"

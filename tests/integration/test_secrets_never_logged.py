@@ -25,7 +25,7 @@ from gatehouse.web.app import create_app
 from helpers import ADMIN_PASSWORD, make_settings
 from idp.fixture import WEB_CLIENT_SECRET, free_port
 from idp.plugin import IdPFactory
-from tool_helpers import id_token_for
+from idp_helpers import id_token_for
 
 pytestmark = pytest.mark.idp
 

@@ -8,7 +8,7 @@ import pytest
 
 from gatehouse.runtime import Runtime
 from idp.fixture import OpenIDProvider
-from tool_helpers import configure_idp
+from idp_helpers import configure_idp
 
 
 @pytest.fixture

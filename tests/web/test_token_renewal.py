@@ -20,7 +20,7 @@ from sqlalchemy import select
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent, User
 from idp.fixture import CLI_CLIENT_ID, OpenIDProvider
-from tool_helpers import configure_idp, id_token_for
+from idp_helpers import configure_idp, id_token_for
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
 from idp.fixture import IDP_DIR, OpenIDProvider
-from tool_helpers import ADMIN_PASSWORD, configure_idp_via_api
+from idp_helpers import ADMIN_PASSWORD, configure_idp_via_api
 
 GATEHOUSE = str(Path(sys.executable).parent / "gatehouse")
 

@@ -16,7 +16,7 @@ import httpx
 from gatehouse.client import GatehouseAuth, TokenCache, login_browser
 from gatehouse.client._cache import updated
 from idp.fixture import OpenIDProvider
-from tool_helpers import ADMIN_PASSWORD
+from idp_helpers import ADMIN_PASSWORD
 
 SESSION_ENDED = "Your session for {url} has ended; run `gatehouse login {url}`."
 
