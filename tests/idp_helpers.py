@@ -1,4 +1,17 @@
-"""Helpers for the tools' sign-in tests: an IdP configured and active, native-client tokens."""
+"""Gatehouse and the test IdP (``tests/idp/``): the one place that configures the first against
+the second and signs in through it (import as ``from idp_helpers import ...``).
+
+* :func:`idp_config` -- the configuration body for a test IdP, as an administrator PUTs it;
+* :func:`configure_idp` -- PUT it, test it (must be green) and activate it through the API;
+* :func:`save_idp_config` -- the same body straight into the database, OIDC marked active,
+  for tests whose subject comes after activation (no test run, no activation rules);
+* :func:`id_token_for` -- a tool's sign-in at the IdP (native client, PKCE): the token response;
+* :func:`start_location`, :func:`callback`, :func:`sign_in`, :func:`me` -- the browser's side of
+  the web flow, on a TestClient or an ``httpx.Client`` with a ``base_url``.
+
+The IdP's clients and users are those of :mod:`idp.fixture`; the local admin password is
+:data:`helpers.ADMIN_PASSWORD`.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +26,63 @@ from gatehouse.domain.audit import Actor
 from gatehouse.runtime import Runtime
 from idp.fixture import CLI_CLIENT_ID, WEB_CLIENT_ID, WEB_CLIENT_SECRET, OpenIDProvider, pkce_pair
 
-#: The local admin password of tests/conftest.py (not importable from a nested conftest).
-ADMIN_PASSWORD = "break-glass-password-1"
 
-
-def configure_idp(rt: Runtime, provider: OpenIDProvider, **overrides: Any) -> None:
-    """Save an IdP configuration for ``provider`` (web + native client) and mark OIDC active."""
-    data: dict[str, Any] = {
+def idp_config(provider: OpenIDProvider, **overrides: Any) -> dict[str, Any]:
+    """The body of ``PUT /api/v1/idp`` for ``provider``: its issuer, the web client
+    (``client_secret_basic``, with its secret), the native client and the default scopes; every
+    other field at Gatehouse's default unless ``overrides`` sets it."""
+    body: dict[str, Any] = {
         "display_name": "Test IdP",
         "issuer": provider.issuer,
         "client_id": WEB_CLIENT_ID,
-        "token_endpoint_auth_method": "client_secret_basic",
+        "client_secret": WEB_CLIENT_SECRET,
         "native_client_id": CLI_CLIENT_ID,
         "scopes": ["openid", "profile", "email"],
-        "user_claim": "preferred_username",
-        "clock_skew_seconds": 30,
-        **overrides,
     }
+    body.update(overrides)
+    return body
+
+
+def configure_idp(
+    api: httpx.Client,
+    headers: dict[str, str],
+    provider: OpenIDProvider,
+    *,
+    test: bool = True,
+    activate: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """PUT :func:`idp_config` (``If-Match`` the current version), test it (must be green) and
+    activate it, as an administrator would; returns the saved configuration.
+
+    ``api`` is a TestClient or an ``httpx.Client`` on a live server; ``headers`` authenticate a
+    local admin (empty when ``api`` carries them already).
+    """
+    current = api.get("/api/v1/idp", headers=headers)
+    assert current.status_code == 200, current.text
+    put = api.put(
+        "/api/v1/idp",
+        json=idp_config(provider, **overrides),
+        headers={**headers, "If-Match": current.headers["ETag"]},
+    )
+    assert put.status_code == 200, put.text
+    if test:
+        checked = api.post("/api/v1/idp/test", headers=headers)
+        assert checked.status_code == 200 and checked.json()["ok"], checked.text
+    if activate:
+        activated = api.post("/api/v1/idp/activate", headers=headers)
+        assert activated.status_code == 200, activated.text
+    saved: dict[str, Any] = put.json()
+    return saved
+
+
+def save_idp_config(
+    rt: Runtime, provider: OpenIDProvider, *, active: bool = True, **overrides: Any
+) -> None:
+    """Store :func:`idp_config` as a new version and set the OIDC flag to ``active``, straight
+    through the domain: no test run and no activation rules (those have tests of their own)."""
+    data = idp_config(provider, **overrides)
+    secret = data.pop("client_secret")
     with rt.db.session() as db:
         current = idp_state.get_state(db).current_version
         idp_domain.save_config(
@@ -39,9 +92,9 @@ def configure_idp(rt: Runtime, provider: OpenIDProvider, **overrides: Any) -> No
             box=rt.box,
             allow_insecure_http=True,
             if_match=current or 0,
-            client_secret=WEB_CLIENT_SECRET,
+            client_secret=secret,
         )
-        idp_state.get_state(db).active = True
+        idp_state.get_state(db).active = active
     rt.idp.invalidate()
 
 
@@ -76,25 +129,39 @@ def id_token_for(
     return result
 
 
-def configure_idp_via_api(
-    api: httpx.Client, headers: dict[str, str], provider: OpenIDProvider
-) -> None:
-    """PUT the configuration, test it (must be green) and activate it, as an admin would."""
-    current = api.get("/api/v1/idp", headers=headers)
-    assert current.status_code == 200, current.text
-    body = {
-        "display_name": "Test IdP",
-        "issuer": provider.issuer,
-        "client_id": WEB_CLIENT_ID,
-        "client_secret": WEB_CLIENT_SECRET,
-        "native_client_id": CLI_CLIENT_ID,
-        "scopes": ["openid", "profile", "email"],
-    }
-    put = api.put(
-        "/api/v1/idp", json=body, headers={**headers, "If-Match": current.headers["ETag"]}
+# -- the browser's side of the web flow ---------------------------------------------------------
+def start_location(client: httpx.Client, return_to: str = "/", **params: str) -> str:
+    """Where ``GET /auth/oidc/start`` sends the browser (the IdP's authorization URL)."""
+    response = client.get(
+        "/auth/oidc/start", params={"return_to": return_to, **params}, follow_redirects=False
     )
-    assert put.status_code == 200, put.text
-    test = api.post("/api/v1/idp/test", headers=headers)
-    assert test.status_code == 200 and test.json()["ok"], test.text
-    activated = api.post("/api/v1/idp/activate", headers=headers)
-    assert activated.status_code == 200, activated.text
+    assert response.status_code == 302, response.text
+    return response.headers["location"]
+
+
+def callback(client: httpx.Client, location: str) -> httpx.Response:
+    """Request the IdP's redirect back (``http://127.0.0.1:8000/auth/oidc/callback?...``)."""
+    parts = urlsplit(location)
+    return client.get(f"{parts.path}?{parts.query}", follow_redirects=False)
+
+
+def sign_in(
+    client: httpx.Client,
+    provider: OpenIDProvider,
+    username: str,
+    *,
+    return_to: str = "/",
+    browser: httpx.Client | None = None,
+) -> httpx.Response:
+    """The whole web flow for ``username``; returns Gatehouse's answer to the callback."""
+    location = provider.login(
+        start_location(client, return_to),
+        username,
+        f"{username}-password",
+        client=browser or provider.new_browser(),
+    )
+    return callback(client, location)
+
+
+def me(client: httpx.Client) -> httpx.Response:
+    return client.get("/api/v1/me")

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from oidc_helpers import idp_body
 
 from gatehouse.domain.crypto import SecretBox
 from idp.fixture import OpenIDProvider, check_installed, free_port
+from idp_helpers import idp_config
 
 INTERVAL = 1.0
 ROOT_PASSWORD = "root-break-glass-password-1"
@@ -291,7 +291,7 @@ def test_activation_refused_while_prod_reports_an_old_version_then_allowed(
     put = cluster.api(
         "PUT",
         "/api/v1/idp",
-        json=idp_body(cluster.idp),
+        json=idp_config(cluster.idp),
         headers={"If-Match": current.headers["ETag"]},
     )
     assert put.status_code == 200, put.text

@@ -39,7 +39,7 @@ from gatehouse.runtime import Runtime
 from gatehouse.web.app import create_app
 from helpers import make_settings
 from idp.fixture import OpenIDProvider, free_port
-from idp_helpers import configure_idp
+from idp_helpers import save_idp_config
 
 pytestmark = [pytest.mark.nginx, pytest.mark.idp]
 
@@ -228,7 +228,7 @@ def stack(
     )
     runtime.start()
     runtime._started = True  # type: ignore[attr-defined]
-    configure_idp(runtime, provider)
+    save_idp_config(runtime, provider)
     with runtime.db.session() as db:
         from gatehouse.domain import users
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from oidc_helpers import configure_idp, me, sign_in
 from sqlalchemy import select
 
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Session as SessionRow
 from gatehouse.store.models import User
 from idp.fixture import OpenIDProvider
+from idp_helpers import configure_idp, me, sign_in
 
 pytestmark = pytest.mark.idp
 

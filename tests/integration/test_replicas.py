@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from oidc_helpers import configure_idp
 from replicas import Replica, RoundRobin, replica_env, run_cli
 from sqlalchemy import create_engine, func, select, text
 
@@ -38,6 +37,7 @@ from helpers import (
     scratch_postgres,
 )
 from idp.fixture import IdPNotInstalledError, OpenIDProvider, check_installed
+from idp_helpers import configure_idp
 
 pytestmark = [pytest.mark.postgres, pytest.mark.idp, pytest.mark.xdist_group("replicas")]
 
@@ -104,7 +104,7 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         result = Cluster(a, b, balancer, idp, postgres_url)
         headers = {"Authorization": f"Bearer {result.token(a)}"}
         with httpx.Client(base_url=a.url, timeout=30) as api:
-            configure_idp(api, headers, idp)  # type: ignore[arg-type]
+            configure_idp(api, headers, idp)
         for name in ("alice", "bob"):
             made = httpx.post(f"{b.url}/api/v1/users", json={"username": name}, headers=headers)
             assert made.status_code == 201, made.text

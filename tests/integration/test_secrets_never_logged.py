@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import uvicorn
-from oidc_helpers import callback, configure_idp, start_location
 
 from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
@@ -25,7 +24,7 @@ from gatehouse.web.app import create_app
 from helpers import ADMIN_PASSWORD, make_settings
 from idp.fixture import WEB_CLIENT_SECRET, free_port
 from idp.plugin import IdPFactory
-from idp_helpers import id_token_for
+from idp_helpers import callback, configure_idp, id_token_for, start_location
 
 pytestmark = pytest.mark.idp
 
@@ -79,7 +78,7 @@ def test_no_password_secret_token_or_session_id_in_any_log_line(
         )
         secrets["password-login access token"] = login.json()["access_token"]
         headers = {"Authorization": f"Bearer {secrets['password-login access token']}"}
-        configure_idp(admin, headers, provider)  # type: ignore[arg-type]
+        configure_idp(admin, headers, provider)
         created = admin.post(
             "/api/v1/tokens", json={"name": "ci", "scopes": ["read"]}, headers=headers
         )
@@ -95,12 +94,12 @@ def test_no_password_secret_token_or_session_id_in_any_log_line(
         secrets["join token"] = env.json()["join_token"]
 
     with httpx.Client(base_url=url, trust_env=False) as browser:
-        location = provider.login(start_location(browser), "alice", "alice-password")  # type: ignore[arg-type]
+        location = provider.login(start_location(browser), "alice", "alice-password")
         secrets["IdP user password"] = "alice-password"
         query = parse_qs(urlsplit(location).query)
         secrets["authorization code"] = query["code"][0]
         secrets["state"] = query["state"][0]
-        answer = callback(browser, location)  # type: ignore[arg-type]
+        answer = callback(browser, location)
         assert answer.status_code == 303, answer.text
         secrets["session id"] = browser.cookies["gatehouse_session"]
         assert browser.get("/api/v1/me").json()["username"] == "alice"

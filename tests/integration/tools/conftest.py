@@ -17,8 +17,9 @@ import pytest
 
 from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
+from helpers import ADMIN_PASSWORD
 from idp.fixture import IDP_DIR, OpenIDProvider
-from idp_helpers import ADMIN_PASSWORD, configure_idp_via_api
+from idp_helpers import configure_idp
 
 GATEHOUSE = str(Path(sys.executable).parent / "gatehouse")
 
@@ -48,7 +49,7 @@ def server(live_server: Any, tools_idp: OpenIDProvider) -> Any:
         token = api.post(
             "/api/v1/auth/local", json={"username": "root", "password": ADMIN_PASSWORD}
         ).json()["access_token"]
-        configure_idp_via_api(api, {"Authorization": f"Bearer {token}"}, tools_idp)
+        configure_idp(api, {"Authorization": f"Bearer {token}"}, tools_idp)
     return live_server
 
 
