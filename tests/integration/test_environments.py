@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from gatehouse.domain.crypto import SecretBox
-from idp.fixture import OpenIDProvider, check_installed, free_port
+from idp.fixture import OpenIDProvider, free_port
+from idp.plugin import require_idp
 from idp_helpers import idp_config
 
 INTERVAL = 1.0
@@ -154,10 +155,7 @@ def web_sign_in(server: Server, provider: OpenIDProvider, username: str) -> http
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:
-        check_installed()
-    except Exception as exc:
-        pytest.fail(f"test IdP unavailable: {exc}", pytrace=False)
+    require_idp()
     root = tmp_path_factory.mktemp("cluster")
     ports = {name: free_port() for name in ("console", "dev", "prod")}
     provider = OpenIDProvider(

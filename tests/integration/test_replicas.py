@@ -36,7 +36,8 @@ from helpers import (
     require_service,
     scratch_postgres,
 )
-from idp.fixture import IdPNotInstalledError, OpenIDProvider, check_installed
+from idp.fixture import OpenIDProvider
+from idp.plugin import require_idp
 from idp_helpers import configure_idp
 
 pytestmark = [pytest.mark.postgres, pytest.mark.idp, pytest.mark.xdist_group("replicas")]
@@ -74,10 +75,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Replicas A and B behind a round-robin proxy, the IdP configured and active, users made."""
-    try:
-        check_installed()
-    except IdPNotInstalledError as exc:
-        pytest.fail(f"test IdP unavailable: {exc}", pytrace=False)
+    require_idp()
     root = tmp_path_factory.mktemp("replicas")
     replicas: list[Replica] = []
     balancer: RoundRobin | None = None

@@ -19,6 +19,7 @@ from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
 from helpers import ADMIN_PASSWORD
 from idp.fixture import IDP_DIR, OpenIDProvider
+from idp.plugin import running_idp
 from idp_helpers import configure_idp
 
 GATEHOUSE = str(Path(sys.executable).parent / "gatehouse")
@@ -27,12 +28,8 @@ GATEHOUSE = str(Path(sys.executable).parent / "gatehouse")
 @pytest.fixture(scope="module")
 def tools_idp() -> Iterator[OpenIDProvider]:
     """An IdP of our own: tests here disable users and spend refresh tokens."""
-    provider = OpenIDProvider(log_requests=True)
-    provider.start()
-    try:
+    with running_idp(log_requests=True) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 @pytest.fixture
