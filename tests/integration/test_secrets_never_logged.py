@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 
 from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
@@ -21,7 +20,7 @@ from gatehouse.domain.oidc_login import ID_TOKEN_CONTEXT, REFRESH_TOKEN_CONTEXT
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Session as SessionRow
 from gatehouse.web.app import create_app
-from helpers import ADMIN_PASSWORD, make_settings
+from helpers import ADMIN_PASSWORD, make_settings, serving
 from idp.fixture import WEB_CLIENT_SECRET, free_port
 from idp.plugin import IdPFactory
 from idp_helpers import callback, configure_idp, id_token_for, start_location
@@ -42,26 +41,12 @@ def debug_server(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, Runtime
         )
         users.create_user(db, Actor.system("test"), username="alice", email="alice@example.com")
     # log_config=None: uvicorn's loggers propagate to the root logger, where caplog listens
-    config = uvicorn.Config(
-        create_app(runtime=rt),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        log_level="debug",
-        access_log=True,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.02)
     try:
-        yield url, rt
+        with serving(
+            create_app(runtime=rt), port, log_config=None, log_level="debug", access_log=True
+        ):
+            yield url, rt
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         rt.close()
 
 
