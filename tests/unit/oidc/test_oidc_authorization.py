@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from oidc_testkit import ISSUER, make_metadata
 
 from gatehouse.oidc import (
     AuthorizationResponseError,
@@ -17,6 +16,7 @@ from gatehouse.oidc import (
     generate_verifier,
     parse_authorization_response,
 )
+from unit.oidc.oidc_testkit import ISSUER, make_metadata
 
 REDIRECT = "https://gatehouse.example.com/auth/oidc/callback"
 

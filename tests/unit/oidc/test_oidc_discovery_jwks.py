@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from oidc_testkit import ISSUER, FakeClock, FakeIdP, Keys, metadata_doc, public_jwk
 
 from gatehouse.oidc import (
     ConfigurationError,
@@ -16,6 +15,7 @@ from gatehouse.oidc import (
     check_issuer_url,
     fetch_metadata,
 )
+from unit.oidc.oidc_testkit import ISSUER, FakeClock, FakeIdP, Keys, metadata_doc, public_jwk
 
 # -- discovery ---------------------------------------------------------------------------------
 

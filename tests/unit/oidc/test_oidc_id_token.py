@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import OctKey
-from oidc_testkit import (
+
+from gatehouse.oidc import (
+    IdPUnavailableError,
+    IDTokenValidator,
+    JWKSCache,
+    ProviderMetadata,
+    TokenValidationError,
+    validate_id_token,
+)
+from gatehouse.oidc.id_token import ID_TOKEN_RULES
+from unit.oidc.oidc_testkit import (
     CLIENT_ID,
     ISSUER,
     NOW,
@@ -23,16 +33,6 @@ from oidc_testkit import (
     sign_raw,
     unsigned,
 )
-
-from gatehouse.oidc import (
-    IdPUnavailableError,
-    IDTokenValidator,
-    JWKSCache,
-    ProviderMetadata,
-    TokenValidationError,
-    validate_id_token,
-)
-from gatehouse.oidc.id_token import ID_TOKEN_RULES
 
 NONCE = "n-0S6_WzA2Mj"
 

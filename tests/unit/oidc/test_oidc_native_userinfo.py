@@ -7,7 +7,6 @@ import threading
 
 import httpx
 import pytest
-from oidc_testkit import CLIENT_ID, ISSUER, NOW, FakeIdP, Keys, sign
 
 from gatehouse.oidc import (
     AuthorizationResponseError,
@@ -17,6 +16,7 @@ from gatehouse.oidc import (
     UserInfoError,
     fetch_userinfo,
 )
+from unit.oidc.oidc_testkit import CLIENT_ID, ISSUER, NOW, FakeIdP, Keys, sign
 
 # -- loopback server ---------------------------------------------------------------------------
 

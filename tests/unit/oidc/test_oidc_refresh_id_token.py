@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from oidc_testkit import CLIENT_ID, NOW, Keys, id_claims, sign
 
 from gatehouse.oidc import (
     TokenValidationError,
@@ -13,6 +12,7 @@ from gatehouse.oidc import (
     validate_id_token,
     validate_refreshed_id_token,
 )
+from unit.oidc.oidc_testkit import CLIENT_ID, NOW, Keys, id_claims, sign
 
 
 @pytest.fixture

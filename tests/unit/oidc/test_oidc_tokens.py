@@ -10,7 +10,6 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from joserfc.jwt import JWTClaimsRegistry
-from oidc_testkit import ISSUER, FakeIdP, Keys, form
 
 from gatehouse.oidc import (
     ClientCredentials,
@@ -22,6 +21,7 @@ from gatehouse.oidc import (
     refresh,
     revoke,
 )
+from unit.oidc.oidc_testkit import ISSUER, FakeIdP, Keys, form
 
 TOKEN_URL = f"{ISSUER}/token"
 
@@ -184,7 +184,7 @@ def test_revoke_503_is_idp_unavailable(idp: FakeIdP, metadata) -> None:
 
 
 def test_revoke_without_endpoint_returns_false(idp: FakeIdP) -> None:
-    from oidc_testkit import make_metadata
+    from unit.oidc.oidc_testkit import make_metadata
 
     metadata = make_metadata(revocation_endpoint=None)
     assert revoke(idp.client(), metadata, SECRET_CLIENT, "rt-1") is False
