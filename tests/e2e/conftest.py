@@ -13,8 +13,9 @@
 On a failed test the page's screenshot and HTML are kept under
 ``test-artifacts/e2e/<test name>/`` (see ``pytest_runtest_makereport``).
 
-Every test here is in one xdist group (``make test`` runs ``--dist loadgroup``) so that the
-session fixtures are started once.
+``make test`` runs ``--dist loadfile``: each module stays on one worker, and a worker starts the
+session fixtures once. (The tests also carry the xdist group ``e2e``, which keeps them on one
+worker under ``--dist loadgroup``.)
 """
 
 from __future__ import annotations

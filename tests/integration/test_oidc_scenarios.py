@@ -160,7 +160,7 @@ def test_key_rotation_between_sign_ins(
     idp_factory: IdPFactory,
     make_user: Any,
 ) -> None:
-    runtime.idp.jwks_refetch_cooldown = 0.5  # the cooldown itself is tested in tests/unit/oidc
+    runtime.idp.jwks_refetch_cooldown = 0.5  # the cooldown itself: unit/oidc/test_jwks.py
     provider = idp_factory(web_redirect_uris=[CALLBACK])
     configure_idp(client, admin_headers, provider)
     make_user("alice")
@@ -180,7 +180,7 @@ def test_key_rotation_during_a_sign_in(
     idp_factory: IdPFactory,
     make_user: Any,
 ) -> None:
-    runtime.idp.jwks_refetch_cooldown = 0.5  # the cooldown itself is tested in tests/unit/oidc
+    runtime.idp.jwks_refetch_cooldown = 0.5  # the cooldown itself: unit/oidc/test_jwks.py
     provider = idp_factory(web_redirect_uris=[CALLBACK])
     configure_idp(client, admin_headers, provider)
     make_user("alice")
