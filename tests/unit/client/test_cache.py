@@ -9,14 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gatehouse.client import (
-    CacheLocked,
-    ServerURLError,
-    StoredSession,
-    TokenCache,
-    browser_available,
-    normalise_server_url,
-)
+from gatehouse.client import CacheLocked, StoredSession, TokenCache
 
 URL = "https://gatehouse.example.com"
 
@@ -83,39 +76,3 @@ def test_lock_excludes_other_holders_until_released(tmp_path: Path) -> None:
         order.append("a")
     waiter.join(5)
     assert order == ["a", "b"]
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("gatehouse.example.com/", "https://gatehouse.example.com"),
-        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
-    ],
-)
-def test_server_urls_are_normalised(raw: str, expected: str) -> None:
-    assert normalise_server_url(raw) == expected
-
-
-def test_plain_http_to_a_remote_server_is_refused() -> None:
-    with pytest.raises(ServerURLError):
-        normalise_server_url("http://gatehouse.example.com")
-
-
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ({"BROWSER": "/bin/true", "SSH_CONNECTION": "x"}, True),
-        ({"SSH_CONNECTION": "1 2 3 4", "DISPLAY": ":0"}, False),
-        ({}, False),
-        ({"WAYLAND_DISPLAY": "wayland-0"}, True),
-    ],
-)
-def test_browser_is_offered_only_where_one_can_open(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: bool
-) -> None:
-    for name in ("BROWSER", "SSH_CONNECTION", "SSH_TTY", "DISPLAY", "WAYLAND_DISPLAY"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr("sys.platform", "linux")
-    assert browser_available() is expected
