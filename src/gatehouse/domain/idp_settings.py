@@ -23,7 +23,6 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from annotated_types import Ge, Le, MaxLen
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -138,7 +137,7 @@ def _text(model: type[BaseModel], value: Any, info: ValidationInfo, *, required:
     value = value.strip()
     if any(unicodedata.category(c) == "Cc" for c in value):
         limit = next(
-            m.max_length for m in model.model_fields[name].metadata if isinstance(m, MaxLen)
+            m.max_length for m in model.model_fields[name].metadata if hasattr(m, "max_length")
         )
         raise _error(f"{name} must be at most {limit} printable characters.")
     return value
@@ -227,8 +226,8 @@ class IdPSettings(IdPSettingsBase):
     def _int_range(cls, name: str) -> tuple[object, object]:
         """The shape's bounds of an integer field, for the sentence that names them."""
         metadata = cls.model_fields[name].metadata
-        low = next(m.ge for m in metadata if isinstance(m, Ge))
-        high = next(m.le for m in metadata if isinstance(m, Le))
+        low = next(m.ge for m in metadata if hasattr(m, "ge"))
+        high = next(m.le for m in metadata if hasattr(m, "le"))
         return low, high
 
     @field_validator("display_name", "issuer", "client_id", mode="before")
