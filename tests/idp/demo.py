@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gatehouse.domain import activation, idp_checks, users
 from gatehouse.domain.audit import Actor
-from gatehouse.domain.idp import GroupRoleRule, save_config
+from gatehouse.domain.idp import save_config
 from gatehouse.runtime import Runtime
 from gatehouse.settings import Settings
 from gatehouse.web.app import create_app
@@ -63,8 +63,8 @@ def main() -> int:
                 display_name="Demo IdP",
                 groups_claim="groups",
                 group_role_rules=[
-                    GroupRoleRule("developers", "Developer").__dict__,
-                    GroupRoleRule("operators", "Administrator").__dict__,
+                    {"group": "developers", "role": "Developer"},
+                    {"group": "operators", "role": "Administrator"},
                 ],
             )
             secret = config.pop("client_secret")

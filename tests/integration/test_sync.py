@@ -217,7 +217,10 @@ def test_heartbeat_reports_versions_so_prerequisites_pass(
 
 
 def test_idp_configuration_is_copied_with_the_secret_reencrypted(
-    runtime: Runtime, register: Callable[[str], str], make_env: Any
+    runtime: Runtime,
+    register: Callable[[str], str],
+    make_env: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     env_rt, sync = make_env("dev", register("dev"))
     with runtime.db.session() as db:
@@ -232,7 +235,10 @@ def test_idp_configuration_is_copied_with_the_secret_reencrypted(
             )
         )
         db.merge(IdPState(id=1, current_version=1, active=True, last_test_report=[]))
-    assert sync.run_once()
+    with caplog.at_level("WARNING", logger="gatehouse.sync"):
+        assert sync.run_once()
+    # copied all the same (user changes must not wait for it), and the missing field is named
+    assert "version 1 is not valid here (display_name: display_name is required.)" in caplog.text
     with env_rt.db.session() as db:
         config = db.get(IdPConfig, 1)
         state = db.get(IdPState, 1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -76,3 +78,41 @@ def test_lock_excludes_other_holders_until_released(tmp_path: Path) -> None:
         order.append("a")
     waiter.join(5)
     assert order == ["a", "b"]
+
+
+#: One writer process: wait for the start signal, then N times read, change and save the
+#: session under the lock, with a pause between read and save that loses writes without it.
+WRITER = """
+import sys, time
+from pathlib import Path
+from gatehouse.client import TokenCache
+from gatehouse.client._cache import updated
+
+directory, server, tag, rounds = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+cache = TokenCache(directory, store="file", notify=lambda _m: None, lock_timeout=30)
+while not (directory / "go").exists():
+    time.sleep(0.005)
+for i in range(rounds):
+    with cache.lock(server):
+        current = cache.load(server)
+        time.sleep(0.002)
+        cache.save(updated(current, scopes=(*current.scopes, f"{tag}{i}")))
+"""
+
+
+def test_two_processes_updating_the_cache_under_the_lock_lose_no_write(tmp_path: Path) -> None:
+    cache = TokenCache(tmp_path, store="file", notify=lambda _m: None)
+    cache.save(session(scopes=()))
+    rounds = 40
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), URL, tag, str(rounds)])
+        for tag in ("a", "b")
+    ]
+    (tmp_path / "go").touch()
+    assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    loaded = cache.load(URL)
+    assert loaded is not None
+    assert sorted(loaded.scopes) == sorted(f"{t}{i}" for t in "ab" for i in range(rounds))
+    assert stat.S_IMODE(cache.path_for(URL).stat().st_mode) == 0o600
+    with cache.lock(URL):
+        assert stat.S_IMODE(cache.path_for(URL).with_suffix(".lock").stat().st_mode) == 0o600

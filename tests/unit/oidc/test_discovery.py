@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -10,6 +12,7 @@ from gatehouse.oidc import (
     DiscoveryError,
     IdPUnavailableError,
     MetadataCache,
+    ProviderMetadata,
     check_issuer_url,
     fetch_metadata,
 )
@@ -79,6 +82,50 @@ def test_discovery_rejected_when_required_field_missing(idp: FakeIdP) -> None:
     del idp.doc["jwks_uri"]
     with pytest.raises(DiscoveryError, match="missing_metadata_field"):
         fetch_metadata(idp.client(), ISSUER, allow_insecure_http=False)
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"token_endpoint": ""}, "missing_metadata_field", "token_endpoint"),
+        ({"jwks_uri": 5}, "missing_metadata_field", "jwks_uri"),
+        ({"userinfo_endpoint": ""}, "invalid_metadata_field", "userinfo_endpoint"),
+        ({"scopes_supported": "openid"}, "invalid_metadata_field", "scopes_supported"),
+        ({"grant_types_supported": ["x", 1]}, "invalid_metadata_field", "grant_types_supported"),
+        ({"backchannel_logout_supported": "true"}, "invalid_metadata_field", "backchannel"),
+        ({"backchannel_logout_supported": 1}, "invalid_metadata_field", "backchannel"),
+        ({"end_session_endpoint": "https://idp.example.com/x#f"}, "invalid_url", "end_session"),
+        # presence and types are reported before URLs, whatever the order of the fields
+        ({"issuer": "http://idp.example.com", "jwks_uri": None}, "missing_metadata_field", "jwks"),
+    ],
+)
+def test_metadata_fields_are_checked_with_a_code_naming_the_field(
+    changes: dict[str, Any], code: str, field: str
+) -> None:
+    with pytest.raises(DiscoveryError) as info:
+        ProviderMetadata.from_dict(metadata_doc(**changes), allow_insecure_http=False)
+    assert info.value.error == code and field in info.value.description
+
+
+def test_metadata_keeps_the_whole_document_and_is_immutable() -> None:
+    doc = metadata_doc(raw="not ours", userinfo_signing_alg_values_supported=["RS256"])
+    metadata = ProviderMetadata.from_dict(doc, allow_insecure_http=False)
+    assert metadata.raw == doc and metadata.userinfo_endpoint == f"{ISSUER}/userinfo"
+    assert metadata.id_token_signing_alg_values_supported == tuple(
+        doc["id_token_signing_alg_values_supported"]
+    )
+    with pytest.raises(ValueError, match="frozen"):
+        metadata.issuer = "https://other.example.com"  # type: ignore[misc]
+
+
+def test_loopback_http_endpoints_need_the_insecure_policy_and_no_context_refuses_them() -> None:
+    loopback = "http://127.0.0.1:9000"
+    doc = metadata_doc(loopback)
+    assert ProviderMetadata.from_dict(doc, allow_insecure_http=True).issuer == loopback
+    with pytest.raises(DiscoveryError, match="insecure_url"):
+        ProviderMetadata.from_dict(doc, allow_insecure_http=False)
+    with pytest.raises(ValueError, match="must use https"):
+        ProviderMetadata.model_validate(doc)
 
 
 def test_discovery_5xx_is_idp_unavailable(idp: FakeIdP) -> None:
