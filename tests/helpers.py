@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -55,6 +58,26 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@contextmanager
+def serving(app: Any, port: int, *, timeout: float = 15.0, **config: Any) -> Iterator[None]:
+    """Serve ``app`` with uvicorn in a thread on 127.0.0.1:``port`` (``config`` as
+    ``uvicorn.Config`` takes it) until the block ends: a live server that the IdP, nginx or a
+    subprocess can reach over HTTP."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+            time.sleep(0.02)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 # -- PostgreSQL and Redis for the tests that need the real servers -----------------------------

@@ -8,6 +8,7 @@ Unsafe combinations (an http public URL that is not loopback without
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import secrets
@@ -143,6 +144,43 @@ class Settings(BaseSettings):
                 "GATEHOUSE_PUBLIC_URL uses http on a non-loopback host; use https "
                 "(http is only allowed on 127.0.0.1/localhost)."
             )
+        self._check_extras()
+
+    def _check_extras(self) -> None:
+        """A setting whose client library is an extra that is not installed stops the start
+        with the extra to install, not a ModuleNotFoundError trace at the first request."""
+        if self.redis_url:
+            try:
+                importlib.import_module("redis")
+            except ImportError as exc:
+                raise SettingsError(
+                    "GATEHOUSE_REDIS_URL is set but the Redis client is not installed: "
+                    "pip install 'gatehouse-sso[redis]'."
+                ) from exc
+        url = self.resolved_database_url
+        if url.startswith("sqlite"):
+            return
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(url).get_dialect().import_dbapi()
+        except (ArgumentError, NoSuchModuleError):
+            # never echo the URL: it may hold the database password
+            raise SettingsError(
+                "GATEHOUSE_DATABASE_URL is not a database URL SQLAlchemy knows, e.g. "
+                "postgresql+psycopg://user:password@host/db."
+            ) from None
+        except ImportError as exc:
+            hint = (
+                "pip install 'gatehouse-sso[postgres]' and use postgresql+psycopg://…"
+                if url.startswith("postgres")
+                else "install that database's driver"
+            )
+            raise SettingsError(
+                f"GATEHOUSE_DATABASE_URL needs the database driver {exc.name!r}, which is not "
+                f"installed: {hint}."
+            ) from exc
 
     @property
     def https(self) -> bool:

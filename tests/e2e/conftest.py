@@ -13,33 +13,27 @@
 On a failed test the page's screenshot and HTML are kept under
 ``test-artifacts/e2e/<test name>/`` (see ``pytest_runtest_makereport``).
 
-Every test here is in one xdist group (``make test`` runs ``--dist loadgroup``) so that the
-session fixtures are started once.
+``make test`` runs ``--dist loadfile``: each module stays on one worker, and a worker starts the
+session fixtures once. (The tests also carry the xdist group ``e2e``, which keeps them on one
+worker under ``--dist loadgroup``.)
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from e2e_helpers import CHROMIUM, CHROMIUM_ARGS, Console, Pages, keep_artifacts
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from gatehouse.runtime import Runtime
-from gatehouse.settings import Settings
 from gatehouse.web.app import create_app
-from idp.fixture import (
-    IdPNotInstalledError,
-    OpenIDProvider,
-    check_installed,
-    free_port,
-)
+from helpers import make_settings, serving
+from idp.fixture import OpenIDProvider, free_port
+from idp.plugin import running_idp
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -143,50 +137,22 @@ class E2EServer:
 def e2e_server() -> Iterator[E2EServer]:
     port = free_port()
     switchboard = Switchboard()
-    server = uvicorn.Server(
-        uvicorn.Config(switchboard, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the end-to-end Gatehouse server did not start")
-        time.sleep(0.02)
-    try:
+    with serving(switchboard, port, log_level="warning"):
         yield E2EServer(url=f"http://127.0.0.1:{port}", switchboard=switchboard)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def e2e_idp(e2e_server: E2EServer) -> Iterator[OpenIDProvider]:
     """The real test IdP, with gatehouse-web redirecting to the end-to-end server."""
-    try:
-        check_installed()
-    except IdPNotInstalledError as exc:
-        pytest.fail(f"test IdP unavailable: {exc}", pytrace=False)
-    provider = OpenIDProvider(web_redirect_uris=[f"{e2e_server.url}/auth/oidc/callback"])
-    provider.start()
-    try:
+    with running_idp(web_redirect_uris=[f"{e2e_server.url}/auth/oidc/callback"]) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 @pytest.fixture
 def console(
     e2e_server: E2EServer, e2e_idp: OpenIDProvider, tmp_path: Path, sqlite_url: str
 ) -> Iterator[Console]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=sqlite_url,
-        public_url=e2e_server.url,
-        secret_key="e2e-secret-key-" + "x" * 32,
-        allow_insecure_http=True,
-    )
-    runtime = Runtime(settings)
+    runtime = Runtime(make_settings(tmp_path, sqlite_url, public_url=e2e_server.url))
     runtime.start()
     runtime._started = True  # type: ignore[attr-defined]
     runtime.users.ttl = 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,8 @@ from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
 from gatehouse.runtime import Runtime
 from helpers import ADMIN_PASSWORD
-from idp.fixture import WEB_CLIENT_ID, WEB_CLIENT_SECRET, OpenIDProvider
+from idp.fixture import OpenIDProvider
+from idp_helpers import configure_idp
 
 CHROMIUM = os.environ.get("GATEHOUSE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -107,28 +109,10 @@ class Console:
         return client
 
     def configure_idp(self, *, test: bool = True, activate: bool = True) -> None:
-        """Configure the IdP through the API as an administrator would (PUT, test, activate)."""
-        api = self.api()
-        try:
-            current = api.get("/api/v1/idp")
-            body = {
-                "display_name": IDP_NAME,
-                "issuer": self.idp.issuer,
-                "client_id": WEB_CLIENT_ID,
-                "client_secret": WEB_CLIENT_SECRET,
-                "native_client_id": "gatehouse-cli",
-                "scopes": ["openid", "profile", "email"],
-            }
-            put = api.put("/api/v1/idp", json=body, headers={"If-Match": current.headers["ETag"]})
-            assert put.status_code == 200, put.text
-            if test:
-                checked = api.post("/api/v1/idp/test")
-                assert checked.status_code == 200 and checked.json()["ok"], checked.text
-            if activate:
-                activated = api.post("/api/v1/idp/activate")
-                assert activated.status_code == 200, activated.text
-        finally:
-            api.close()
+        """Configure the IdP through the API as an administrator would (PUT, test, activate),
+        named :data:`IDP_NAME` on the sign-in page."""
+        with closing(self.api()) as api:  # a used httpx.Client cannot be entered again
+            configure_idp(api, {}, self.idp, test=test, activate=activate, display_name=IDP_NAME)
 
     def freeze_sign_in_times(self) -> None:
         """Pin every creation and sign-in time (deterministic screenshots)."""

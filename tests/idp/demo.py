@@ -17,11 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gatehouse.domain import activation, idp_checks, users
 from gatehouse.domain.audit import Actor
-from gatehouse.domain.idp import GroupRoleRule, save_config
+from gatehouse.domain.idp import save_config
 from gatehouse.runtime import Runtime
 from gatehouse.settings import Settings
 from gatehouse.web.app import create_app
-from idp.fixture import WEB_CLIENT_ID, WEB_CLIENT_SECRET, OpenIDProvider
+from idp.fixture import OpenIDProvider
+from idp_helpers import idp_config
 
 PUBLIC_URL = "http://127.0.0.1:8000"
 
@@ -57,24 +58,24 @@ def main() -> int:
                 db, admin, username="bob", email="bob@example.com", display_name="Bob Brown"
             )
             root_actor = Actor(root.id, root.username, None, local_admin=True, is_admin=True)
+            config = idp_config(
+                provider,
+                display_name="Demo IdP",
+                groups_claim="groups",
+                group_role_rules=[
+                    {"group": "developers", "role": "Developer"},
+                    {"group": "operators", "role": "Administrator"},
+                ],
+            )
+            secret = config.pop("client_secret")
             save_config(
                 db,
                 root_actor,
-                {
-                    "display_name": "Demo IdP",
-                    "issuer": provider.issuer,
-                    "client_id": WEB_CLIENT_ID,
-                    "native_client_id": "gatehouse-cli",
-                    "groups_claim": "groups",
-                    "group_role_rules": [
-                        GroupRoleRule("developers", "Developer").__dict__,
-                        GroupRoleRule("operators", "Administrator").__dict__,
-                    ],
-                },
+                config,
                 box=rt.box,
                 allow_insecure_http=True,
                 if_match=None,
-                client_secret=WEB_CLIENT_SECRET,
+                client_secret=secret,
             )
         report = idp_checks.run_checks(rt.idp.current(), public_url=PUBLIC_URL)
         with rt.db.session() as db:

@@ -12,6 +12,10 @@ Fixtures:
 * ``idp_factory`` (function) -- ``idp_factory(**OpenIDProvider kwargs) -> started provider``;
   every provider it made is stopped at teardown.
 
+For an IdP of a module's own (other users, clients or token lifetimes), a module-scoped fixture
+does ``with running_idp(**OpenIDProvider kwargs) as provider: yield provider``; a fixture that
+starts the IdP itself as part of a larger set-up calls ``require_idp()`` first.
+
 If ``node`` or ``tests/idp/node_modules`` is missing the fixtures FAIL (not skip), telling you to
 run ``npm ci --prefix tests/idp``.
 """
@@ -19,6 +23,7 @@ run ``npm ci --prefix tests/idp``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -28,11 +33,25 @@ from idp.fixture import IdPNotInstalledError, OpenIDProvider, check_installed
 IdPFactory = Callable[..., OpenIDProvider]
 
 
-def _require_idp() -> None:
+def require_idp() -> None:
+    """Fail the test (never skip it) when node or the IdP's node_modules are missing."""
     try:
         check_installed()
     except IdPNotInstalledError as exc:
         pytest.fail(f"test IdP unavailable: {exc}", pytrace=False)
+
+
+@contextmanager
+def running_idp(**kwargs: Any) -> Iterator[OpenIDProvider]:
+    """A started :class:`OpenIDProvider` (``kwargs`` as its constructor takes them), stopped on
+    exit."""
+    require_idp()
+    provider = OpenIDProvider(**kwargs)
+    provider.start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
 
 
 @pytest.fixture(scope="session")
@@ -42,18 +61,13 @@ def idp_web_redirect_uris() -> list[str]:
 
 @pytest.fixture(scope="session")
 def idp(idp_web_redirect_uris: list[str]) -> Iterator[OpenIDProvider]:
-    _require_idp()
-    provider = OpenIDProvider(web_redirect_uris=idp_web_redirect_uris)
-    provider.start()
-    try:
+    with running_idp(web_redirect_uris=idp_web_redirect_uris) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 @pytest.fixture
 def idp_factory() -> Iterator[IdPFactory]:
-    _require_idp()
+    require_idp()
     made: list[OpenIDProvider] = []
 
     def factory(**kwargs: Any) -> OpenIDProvider:

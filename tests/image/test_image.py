@@ -36,8 +36,9 @@ import pytest
 from engine import Container, NginxBalancer, Podman
 
 from helpers import postgres_problem, require_service, scratch_postgres
-from idp.fixture import IdPNotInstalledError, OpenIDProvider, check_installed, free_port
-from integration.oidc_helpers import configure_idp
+from idp.fixture import OpenIDProvider, free_port
+from idp.plugin import require_idp
+from idp_helpers import configure_idp
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
@@ -307,10 +308,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     require_service(postgres_problem(), "PostgreSQL")
     require_service(engine.nginx_problem(), "nginx")
-    try:
-        check_installed()
-    except IdPNotInstalledError as exc:
-        pytest.fail(f"test IdP unavailable: {exc}", pytrace=False)
+    require_idp()
     containers: list[Container] = []
     balancer: NginxBalancer | None = None
     idp: OpenIDProvider | None = None

@@ -3,19 +3,16 @@ logout)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from gatehouse.runtime import Runtime
-from gatehouse.settings import Settings
 from gatehouse.web.app import create_app
+from helpers import make_settings, serving
 from idp.fixture import free_port
 
 # -- a live server (back-channel logout needs the IdP to reach Gatehouse over HTTP) ----------
@@ -34,31 +31,13 @@ def live_server(tmp_path: Path, sqlite_url: str) -> Iterator[LiveServer]:
     ``GATEHOUSE_PUBLIC_URL`` = its URL)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=sqlite_url,
-        public_url=url,
-        secret_key="live-server-secret-key-" + "x" * 32,
-        allow_insecure_http=True,
-    )
-    rt = Runtime(settings)
+    rt = Runtime(make_settings(tmp_path, sqlite_url, public_url=url))
     rt.start()
     rt._started = True  # type: ignore[attr-defined]
     rt.users.ttl = 0.0
     app = create_app(runtime=rt)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the live Gatehouse server did not start")
-        time.sleep(0.02)
     try:
-        yield LiveServer(url=url, runtime=rt, app=app)
+        with serving(app, port, log_level="warning", lifespan="on"):
+            yield LiveServer(url=url, runtime=rt, app=app)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         rt.close()

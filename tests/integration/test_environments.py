@@ -21,10 +21,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from oidc_helpers import idp_body
 
 from gatehouse.domain.crypto import SecretBox
-from idp.fixture import OpenIDProvider, check_installed, free_port
+from idp.fixture import OpenIDProvider, free_port
+from idp.plugin import require_idp
+from idp_helpers import idp_config
 
 INTERVAL = 1.0
 ROOT_PASSWORD = "root-break-glass-password-1"
@@ -154,10 +155,7 @@ def web_sign_in(server: Server, provider: OpenIDProvider, username: str) -> http
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:
-        check_installed()
-    except Exception as exc:
-        pytest.fail(f"test IdP unavailable: {exc}", pytrace=False)
+    require_idp()
     root = tmp_path_factory.mktemp("cluster")
     ports = {name: free_port() for name in ("console", "dev", "prod")}
     provider = OpenIDProvider(
@@ -291,7 +289,7 @@ def test_activation_refused_while_prod_reports_an_old_version_then_allowed(
     put = cluster.api(
         "PUT",
         "/api/v1/idp",
-        json=idp_body(cluster.idp),
+        json=idp_config(cluster.idp),
         headers={"If-Match": current.headers["ETag"]},
     )
     assert put.status_code == 200, put.text

@@ -15,17 +15,15 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,9 +35,9 @@ from gatehouse.domain.users import RoleGrant
 from gatehouse.integrations.asgi import GatehouseAuthMiddleware
 from gatehouse.runtime import Runtime
 from gatehouse.web.app import create_app
-from helpers import make_settings
+from helpers import make_settings, serving
 from idp.fixture import OpenIDProvider, free_port
-from tool_helpers import configure_idp
+from idp_helpers import save_idp_config
 
 pytestmark = [pytest.mark.nginx, pytest.mark.idp]
 
@@ -161,25 +159,9 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-@contextmanager
-def serve(app: Any, port: int) -> Iterator[None]:
-    """Serve an ASGI app with uvicorn in a thread; stopped on exit."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=True
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on port {port}")
-            time.sleep(0.02)
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def serve(app: Any, port: int) -> AbstractContextManager[None]:
+    """Serve an ASGI app with uvicorn in a thread, behind nginx (proxy headers trusted)."""
+    return serving(app, port, log_level="warning", lifespan="on", proxy_headers=True)
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -228,7 +210,7 @@ def stack(
     )
     runtime.start()
     runtime._started = True  # type: ignore[attr-defined]
-    configure_idp(runtime, provider)
+    save_idp_config(runtime, provider)
     with runtime.db.session() as db:
         from gatehouse.domain import users
 

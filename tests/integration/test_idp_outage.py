@@ -12,12 +12,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from oidc_helpers import (
-    configure_idp,
-    me,
-    sign_in,
-    sqlite_database_url,  # noqa: F401 - fixture: SQLite only (the subject is the IdP)
-)
 from sqlalchemy import select, update
 
 from gatehouse.runtime import Runtime
@@ -25,10 +19,16 @@ from gatehouse.store.models import Session as SessionRow
 from gatehouse.store.models import utcnow
 from helpers import ADMIN_PASSWORD, PUBLIC_URL, console_login
 from idp.plugin import IdPFactory
-from tool_helpers import id_token_for
+from idp_helpers import configure_idp, id_token_for, me, sign_in
 
 pytestmark = pytest.mark.idp
 CALLBACK = "http://127.0.0.1:8000/auth/oidc/callback"
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """SQLite only: the subject is the IdP, not the database."""
+    return sqlite_url
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:

@@ -10,14 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from oidc_helpers import (
-    callback,
-    configure_idp,
-    me,
-    sign_in,
-    sqlite_database_url,  # noqa: F401 - fixture: SQLite only
-    start_location,
-)
 from sqlalchemy import select
 
 from gatehouse.domain import users
@@ -25,11 +17,19 @@ from gatehouse.domain.audit import Actor
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent, User
 from gatehouse.store.models import Session as SessionRow
+from helpers import ADMIN_PASSWORD
 from idp.fixture import WEB_POST_CLIENT_ID, WEB_POST_CLIENT_SECRET, OpenIDProvider
 from idp.plugin import IdPFactory
+from idp_helpers import callback, configure_idp, idp_config, me, sign_in, start_location
 
 pytestmark = pytest.mark.idp
 CALLBACK = "http://127.0.0.1:8000/auth/oidc/callback"
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """SQLite only: the subject is the IdP, not the database."""
+    return sqlite_url
 
 
 def csrf_token(client: TestClient) -> str:
@@ -131,15 +131,15 @@ def test_backchannel_logout_ends_the_session(live_server: Any, idp_factory: IdPF
             db,
             Actor.system("t"),
             username="root",
-            password="break-glass-password-1",
+            password=ADMIN_PASSWORD,
             local_admin=True,
         )
         users.create_user(db, Actor.system("t"), username="alice")
     with httpx.Client(base_url=live_server.url, timeout=10) as web:
         token = web.post(
-            "/api/v1/auth/local", json={"username": "root", "password": "break-glass-password-1"}
+            "/api/v1/auth/local", json={"username": "root", "password": ADMIN_PASSWORD}
         ).json()["access_token"]
-        configure_idp(web, {"Authorization": f"Bearer {token}"}, provider)  # type: ignore[arg-type]
+        configure_idp(web, {"Authorization": f"Bearer {token}"}, provider)
         start = web.get("/auth/oidc/start", follow_redirects=False).headers["location"]
         location = provider.login(start, "alice", "alice-password")
         parts = urlsplit(location)
@@ -160,7 +160,7 @@ def test_key_rotation_between_sign_ins(
     idp_factory: IdPFactory,
     make_user: Any,
 ) -> None:
-    runtime.idp.jwks_refetch_cooldown = 0.5  # the cooldown itself is tested in tests/unit/oidc
+    runtime.idp.jwks_refetch_cooldown = 0.5  # the cooldown itself: unit/oidc/test_jwks.py
     provider = idp_factory(web_redirect_uris=[CALLBACK])
     configure_idp(client, admin_headers, provider)
     make_user("alice")
@@ -180,7 +180,7 @@ def test_key_rotation_during_a_sign_in(
     idp_factory: IdPFactory,
     make_user: Any,
 ) -> None:
-    runtime.idp.jwks_refetch_cooldown = 0.5  # the cooldown itself is tested in tests/unit/oidc
+    runtime.idp.jwks_refetch_cooldown = 0.5  # the cooldown itself: unit/oidc/test_jwks.py
     provider = idp_factory(web_redirect_uris=[CALLBACK])
     configure_idp(client, admin_headers, provider)
     make_user("alice")
@@ -224,12 +224,7 @@ def test_activation_refused_for_each_failed_precondition(
     # saved but untested, then tested red (issuer with a trailing slash is another issuer)
     put = client.put(
         "/api/v1/idp",
-        json={
-            "display_name": "X",
-            "issuer": idp.issuer + "/",
-            "client_id": "gatehouse-web",
-            "client_secret": "web-secret",
-        },
+        json=idp_config(idp, display_name="X", issuer=idp.issuer + "/"),
         headers=headers,
     )
     assert put.status_code == 200, put.text
@@ -273,9 +268,7 @@ def test_after_activation_non_admin_password_refused_and_local_admin_works(
     configure_idp(client, admin_headers, idp)  # activates
     refused = client.post("/api/v1/auth/local", json=creds)
     assert refused.status_code == 409 and refused.json()["error"] == "password_not_allowed"
-    admin = client.post(
-        "/api/v1/auth/local", json={"username": "root", "password": "break-glass-password-1"}
-    )
+    admin = client.post("/api/v1/auth/local", json={"username": "root", "password": ADMIN_PASSWORD})
     assert admin.status_code == 200
     with runtime.db.session() as db:
         row = db.scalars(select(SessionRow).where(SessionRow.user_id == dave_id)).one()
@@ -311,9 +304,7 @@ def test_idp_outage_keeps_sessions_shows_unavailable_page_and_local_admin_signs_
     page = client.get("/auth/oidc/start", follow_redirects=False)
     assert page.status_code == 503 and "Identity provider unavailable" in page.text
     assert "local admins can still sign in" in page.text.lower()
-    admin = client.post(
-        "/api/v1/auth/local", json={"username": "root", "password": "break-glass-password-1"}
-    )
+    admin = client.post("/api/v1/auth/local", json={"username": "root", "password": ADMIN_PASSWORD})
     assert admin.status_code == 200
 
 

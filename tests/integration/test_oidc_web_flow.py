@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from oidc_helpers import configure_idp, me, sign_in
 from sqlalchemy import select
 
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Session as SessionRow
 from gatehouse.store.models import User
 from idp.fixture import OpenIDProvider
+from idp.plugin import running_idp
+from idp_helpers import configure_idp, me, sign_in
 
 pytestmark = pytest.mark.idp
 
@@ -23,15 +24,11 @@ pytestmark = pytest.mark.idp
 @pytest.fixture(scope="module")
 def short_lived_idp() -> Iterator[OpenIDProvider]:
     """ID and access tokens that live 2 seconds: every console request has to refresh."""
-    provider = OpenIDProvider(
+    with running_idp(
         web_redirect_uris=["http://127.0.0.1:8000/auth/oidc/callback"],
         ttl={"IdToken": 2, "AccessToken": 2},
-    )
-    provider.start()
-    try:
+    ) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 def _live_session(runtime: Runtime, user_id: int) -> SessionRow:

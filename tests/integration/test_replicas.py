@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from oidc_helpers import configure_idp
 from replicas import Replica, RoundRobin, replica_env, run_cli
 from sqlalchemy import create_engine, func, select, text
 
@@ -37,7 +36,9 @@ from helpers import (
     require_service,
     scratch_postgres,
 )
-from idp.fixture import IdPNotInstalledError, OpenIDProvider, check_installed
+from idp.fixture import OpenIDProvider
+from idp.plugin import require_idp
+from idp_helpers import configure_idp
 
 pytestmark = [pytest.mark.postgres, pytest.mark.idp, pytest.mark.xdist_group("replicas")]
 
@@ -74,10 +75,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Replicas A and B behind a round-robin proxy, the IdP configured and active, users made."""
-    try:
-        check_installed()
-    except IdPNotInstalledError as exc:
-        pytest.fail(f"test IdP unavailable: {exc}", pytrace=False)
+    require_idp()
     root = tmp_path_factory.mktemp("replicas")
     replicas: list[Replica] = []
     balancer: RoundRobin | None = None
@@ -104,7 +102,7 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         result = Cluster(a, b, balancer, idp, postgres_url)
         headers = {"Authorization": f"Bearer {result.token(a)}"}
         with httpx.Client(base_url=a.url, timeout=30) as api:
-            configure_idp(api, headers, idp)  # type: ignore[arg-type]
+            configure_idp(api, headers, idp)
         for name in ("alice", "bob"):
             made = httpx.post(f"{b.url}/api/v1/users", json={"username": name}, headers=headers)
             assert made.status_code == 201, made.text

@@ -13,8 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
-from oidc_helpers import callback, configure_idp, start_location
 
 from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
@@ -22,10 +20,10 @@ from gatehouse.domain.oidc_login import ID_TOKEN_CONTEXT, REFRESH_TOKEN_CONTEXT
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Session as SessionRow
 from gatehouse.web.app import create_app
-from helpers import ADMIN_PASSWORD, make_settings
+from helpers import ADMIN_PASSWORD, make_settings, serving
 from idp.fixture import WEB_CLIENT_SECRET, free_port
 from idp.plugin import IdPFactory
-from tool_helpers import id_token_for
+from idp_helpers import callback, configure_idp, id_token_for, start_location
 
 pytestmark = pytest.mark.idp
 
@@ -43,26 +41,12 @@ def debug_server(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, Runtime
         )
         users.create_user(db, Actor.system("test"), username="alice", email="alice@example.com")
     # log_config=None: uvicorn's loggers propagate to the root logger, where caplog listens
-    config = uvicorn.Config(
-        create_app(runtime=rt),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        log_level="debug",
-        access_log=True,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.02)
     try:
-        yield url, rt
+        with serving(
+            create_app(runtime=rt), port, log_config=None, log_level="debug", access_log=True
+        ):
+            yield url, rt
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         rt.close()
 
 
@@ -79,7 +63,7 @@ def test_no_password_secret_token_or_session_id_in_any_log_line(
         )
         secrets["password-login access token"] = login.json()["access_token"]
         headers = {"Authorization": f"Bearer {secrets['password-login access token']}"}
-        configure_idp(admin, headers, provider)  # type: ignore[arg-type]
+        configure_idp(admin, headers, provider)
         created = admin.post(
             "/api/v1/tokens", json={"name": "ci", "scopes": ["read"]}, headers=headers
         )
@@ -95,12 +79,12 @@ def test_no_password_secret_token_or_session_id_in_any_log_line(
         secrets["join token"] = env.json()["join_token"]
 
     with httpx.Client(base_url=url, trust_env=False) as browser:
-        location = provider.login(start_location(browser), "alice", "alice-password")  # type: ignore[arg-type]
+        location = provider.login(start_location(browser), "alice", "alice-password")
         secrets["IdP user password"] = "alice-password"
         query = parse_qs(urlsplit(location).query)
         secrets["authorization code"] = query["code"][0]
         secrets["state"] = query["state"][0]
-        answer = callback(browser, location)  # type: ignore[arg-type]
+        answer = callback(browser, location)
         assert answer.status_code == 303, answer.text
         secrets["session id"] = browser.cookies["gatehouse_session"]
         assert browser.get("/api/v1/me").json()["username"] == "alice"

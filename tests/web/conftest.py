@@ -8,13 +8,14 @@ import pytest
 
 from gatehouse.runtime import Runtime
 from idp.fixture import OpenIDProvider
-from tool_helpers import configure_idp
+from idp_helpers import save_idp_config
 
 
 @pytest.fixture
 def active_idp(runtime: Runtime, idp: OpenIDProvider) -> OpenIDProvider:
-    """The session's test IdP, configured (web and native client) and active."""
-    configure_idp(runtime, idp)
+    """The session's test IdP, configured (web and native client) and active, with 30 s of
+    clock skew: the expiry tests step just past it."""
+    save_idp_config(runtime, idp, clock_skew_seconds=30)
     return idp
 
 

@@ -12,10 +12,11 @@ from sqlalchemy import select
 from gatehouse.domain.oidc_login import _seen_jti
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent, IdPConfig
+from helpers import console_login, csrf_from
 from idp.fixture import OpenIDProvider
+from idp_helpers import callback, configure_idp, idp_config, start_location
 
 pytestmark = pytest.mark.idp
-ADMIN_PASSWORD = "break-glass-password-1"
 
 
 @pytest.fixture
@@ -27,22 +28,12 @@ def database_url(sqlite_url: str) -> str:
 def active(
     client: TestClient, admin_headers: dict[str, str], idp: OpenIDProvider
 ) -> dict[str, str]:
-    body = {
-        "display_name": "Test IdP",
-        "issuer": idp.issuer,
-        "client_id": "gatehouse-web",
-        "client_secret": "web-secret",
-    }
-    assert client.put("/api/v1/idp", json=body, headers=admin_headers).status_code == 200
-    assert client.post("/api/v1/idp/test", headers=admin_headers).json()["ok"]
-    assert client.post("/api/v1/idp/activate", headers=admin_headers).status_code == 200
+    configure_idp(client, admin_headers, idp)
     return admin_headers
 
 
 def _callback_location(client: TestClient, idp: OpenIDProvider, return_to: str = "/") -> str:
-    start = client.get("/auth/oidc/start", params={"return_to": return_to}, follow_redirects=False)
-    assert start.status_code == 302, start.text
-    return idp.login(start.headers["location"], "alice", "alice-password")
+    return idp.login(start_location(client, return_to), "alice", "alice-password")
 
 
 def _get(client: TestClient, location: str, **replace: str | None) -> Any:
@@ -181,12 +172,7 @@ def test_idp_put_is_versioned_write_only_and_detects_stale_if_match(
 ) -> None:
     empty = client.get("/api/v1/idp", headers=admin_headers)
     assert empty.json()["version"] is None and empty.headers["ETag"] == '"0"'
-    body = {
-        "display_name": "A",
-        "issuer": idp.issuer,
-        "client_id": "gatehouse-web",
-        "client_secret": "web-secret",
-    }
+    body = idp_config(idp, display_name="A")
     first = client.put("/api/v1/idp", json=body, headers={**admin_headers, "If-Match": '"0"'})
     assert first.status_code == 200 and first.headers["ETag"] == '"1"'
     assert "client_secret" not in first.json() and first.json()["client_secret_set"] is True
@@ -228,13 +214,7 @@ def test_idp_put_refuses_insecure_or_invalid_issuer(
 def test_idp_test_reports_each_check_with_a_sentence(
     client: TestClient, admin_headers: dict[str, str], idp: OpenIDProvider
 ) -> None:
-    body = {
-        "display_name": "A",
-        "issuer": idp.issuer,
-        "client_id": "gatehouse-web",
-        "client_secret": "web-secret",
-    }
-    client.put("/api/v1/idp", json=body, headers=admin_headers)
+    client.put("/api/v1/idp", json=idp_config(idp, display_name="A"), headers=admin_headers)
     report = client.post("/api/v1/idp/test", headers=admin_headers).json()
     names = [c["name"] for c in report["checks"]]
     assert names[:4] == ["discovery", "issuer", "endpoints", "signing_algs"]
@@ -245,22 +225,9 @@ def test_idp_test_reports_each_check_with_a_sentence(
 def test_test_sign_in_shows_claims_and_mapped_user_without_a_session(
     client: TestClient, runtime: Runtime, local_admin: int, idp: OpenIDProvider, make_user: Any
 ) -> None:
-    import re
-
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    signed = client.post(
-        "/login/local",
-        data={"username": "root", "password": ADMIN_PASSWORD, "csrf_token": token.group(1)},
-        follow_redirects=False,
-    )
-    assert signed.status_code == 303
-    settings = client.get("/settings/idp")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', settings.text)
-    assert csrf
+    assert console_login(client).status_code == 303
     form = {
-        "csrf_token": csrf.group(1),
+        "csrf_token": csrf_from(client.get("/settings/idp").text),
         "version": "0",
         "display_name": "Test IdP",
         "issuer": idp.issuer,
@@ -276,8 +243,7 @@ def test_test_sign_in_shows_claims_and_mapped_user_without_a_session(
     make_user("alice")
     start = client.get("/auth/oidc/start?purpose=test", follow_redirects=False)
     location = idp.login(start.headers["location"], "alice", "alice-password")
-    parts = urlsplit(location)
-    result = client.get(f"{parts.path}?{parts.query}")
+    result = callback(client, location)
     assert result.status_code == 200
     assert 'id="mapped-user">alice<' in result.text and "alice-sub" in result.text
     from gatehouse.store.models import Session as SessionRow

@@ -21,7 +21,7 @@ from gatehouse.metrics import TOKEN_EXCHANGE
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent
 from idp.fixture import WEB_CLIENT_ID, OpenIDProvider
-from tool_helpers import id_token_for
+from idp_helpers import id_token_for
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent, User
 from idp.fixture import CLI_CLIENT_ID, OpenIDProvider
-from tool_helpers import configure_idp, id_token_for
+from idp_helpers import id_token_for, save_idp_config
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_exchange_asks_userinfo_when_the_id_token_lacks_the_matching_claim(
     idp_factory: Callable[..., OpenIDProvider],
 ) -> None:
     provider = idp_factory(claims_in_id_token=False)
-    configure_idp(runtime, provider)
+    save_idp_config(runtime, provider)
     without = exchange(client, id_token_for(provider, "alice"))
     assert without.status_code == 403
     assert without.json()["error"] == "missing_claim"
@@ -102,7 +102,7 @@ def test_exchange_refuses_userinfo_that_names_another_subject(
     idp_factory: Callable[..., OpenIDProvider],
 ) -> None:
     provider = idp_factory(claims_in_id_token=False)
-    configure_idp(runtime, provider)
+    save_idp_config(runtime, provider)
     alices = id_token_for(provider, "alice")
     bobs = id_token_for(provider, "bob")
     response = exchange(client, alices, idp_access_token=bobs["access_token"])
@@ -117,7 +117,7 @@ def test_renewal_continues_a_sign_in_when_the_refresh_brings_no_id_token(
     idp_factory: Callable[..., OpenIDProvider],
 ) -> None:
     provider = idp_factory(id_token_on_refresh=False)
-    configure_idp(runtime, provider)
+    save_idp_config(runtime, provider)
     tokens, first = signed_in(client, provider)
     answer = refreshed(provider, tokens)
     assert "id_token" not in answer

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gatehouse import __version__
 from gatehouse.domain.errors import DomainError
@@ -37,7 +38,8 @@ out = Console()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]Error:[/] {message}")
+    # escaped: messages are plain text ("gatehouse-sso[redis]" is not a rich markup tag)
+    err.print(f"[bold red]Error:[/] {escape(message)}")
     return typer.Exit(code)
 
 

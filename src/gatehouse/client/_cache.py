@@ -4,8 +4,8 @@ Layout under the user config directory (``GATEHOUSE_CONFIG_DIR`` overrides it)::
 
     sessions/<key>.json   the session of one server (mode 0600); its secrets too when no
                           keyring works
-    sessions/<key>.lock   an fcntl lock: held while a command refreshes, so two commands
-                          never both spend the same (rotating) refresh token
+    sessions/<key>.lock   a file lock (``filelock``, mode 0600): held while a command refreshes,
+                          so two commands never both spend the same (rotating) refresh token
 
 ``<key>`` is a hash of the server URL. Secrets (the Gatehouse token and the IdP refresh token)
 go to the keyring (service ``gatehouse``, user = server URL) when a keyring backend works; when
@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
+from filelock import FileLock, Timeout
 
 from ._errors import CacheLocked
 
@@ -218,18 +218,20 @@ class TokenCache:
     # -- locking ----------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, server: str) -> Iterator[None]:
-        """Exclusive, cross-process lock for one server's session (blocks up to a timeout)."""
+        """Exclusive, cross-process lock for one server's session, waiting up to
+        ``lock_timeout`` seconds (``filelock``: ``flock`` on POSIX, ``msvcrt`` on Windows)."""
         self._ensure_dir()
-        lock_path = self.path_for(server).with_suffix(".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        lock = FileLock(
+            self.path_for(server).with_suffix(".lock"), timeout=self.lock_timeout, mode=0o600
+        )
         try:
-            _acquire(fd, self.lock_timeout, server)
-            try:
-                yield
-            finally:
-                _release(fd)
+            lock.acquire()
+        except Timeout:
+            raise CacheLocked(_locked_message(server)) from None
+        try:
+            yield
         finally:
-            os.close(fd)
+            lock.release()
 
     # -- keyring ----------------------------------------------------------------------------
     def _keyring_set(self, session: StoredSession) -> bool:
@@ -282,41 +284,6 @@ class TokenCache:
 
 def updated(session: StoredSession, **changes: Any) -> StoredSession:
     return replace(session, **changes)
-
-
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _acquire(fd: int, timeout: float, server: str) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise CacheLocked(_locked_message(server)) from None
-                time.sleep(0.05)
-
-    def _release(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _acquire(fd: int, timeout: float, server: str) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise CacheLocked(_locked_message(server)) from None
-                time.sleep(0.05)
-
-    def _release(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _locked_message(server: str) -> str:

@@ -1,8 +1,8 @@
 """The external IdP's configuration: typed settings, versioned storage, and the live context.
 
-* :class:`IdPSettings` — what an administrator configures, validated in one place
-  (:func:`parse_settings`); the issuer must be https, except loopback addresses when
-  ``GATEHOUSE_ALLOW_INSECURE_HTTP`` is set.
+* :class:`IdPSettings` (:mod:`gatehouse.domain.idp_settings`) — what an administrator
+  configures, validated in one place (:meth:`IdPSettings.parse`); the issuer must be https,
+  except loopback addresses when ``GATEHOUSE_ALLOW_INSECURE_HTTP`` is set.
 * :func:`save_config` — every change adds an :class:`IdPConfig` row (a new *version*) with its
   author in the audit log. Concurrent edits are detected with the version as ETag: a stale
   ``If-Match`` is refused (412) so that no update is lost. The client secret (and the private
@@ -17,14 +17,12 @@
 from __future__ import annotations
 
 import json
-import re
 import ssl
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, cast, get_args
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -34,8 +32,14 @@ from gatehouse.domain import audit, changes
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import SecretBox
 from gatehouse.domain.errors import Conflict, InvalidInput, PreconditionFailed
+from gatehouse.domain.idp_settings import (
+    DEFAULT_SCOPES,
+    GroupRoleRule,
+    IdPSettings,
+    TokenAuthMethod,
+    UserClaim,
+)
 from gatehouse.domain.idp_state import get_state
-from gatehouse.domain.users import ROLE_NAMES
 from gatehouse.metrics import IDP_REQUEST_SECONDS
 from gatehouse.oidc import (
     ClientCredentials,
@@ -45,9 +49,7 @@ from gatehouse.oidc import (
     MetadataCache,
     ProviderMetadata,
     build_client_assertion,
-    check_issuer_url,
 )
-from gatehouse.oidc.id_token import MAX_LEEWAY_SECONDS
 from gatehouse.store.db import Database
 from gatehouse.store.models import IdPConfig, IdPState
 
@@ -64,20 +66,11 @@ __all__ = [
     "etag_of",
     "load_config",
     "parse_if_match",
-    "parse_settings",
     "save_config",
 ]
 
-TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
-UserClaim = Literal["preferred_username", "email"]
-
-DEFAULT_SCOPES: tuple[str, ...] = ("openid", "profile", "email")
 SECRET_CONTEXT = "idp_config.client_secret"  # noqa: S105 - an encryption context label
 KEY_CONTEXT = "idp_config.private_key_jwk"
-
-#: RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,100}$")
-_CLAIM_NAME = re.compile(r"^[\w.:/-]{1,100}$")
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
@@ -85,217 +78,6 @@ class IdPNotConfigured(Conflict):
     """No IdP configuration has been saved yet."""
 
     code = "idp_not_configured"
-
-
-@dataclass(frozen=True)
-class GroupRoleRule:
-    """Members of IdP ``group`` get ``role`` in ``environment`` (``None``: every environment)."""
-
-    group: str
-    role: str
-    environment: str | None = None
-
-
-@dataclass(frozen=True)
-class IdPSettings:
-    """One version of the IdP configuration (without its secrets)."""
-
-    display_name: str
-    issuer: str
-    client_id: str
-    token_endpoint_auth_method: TokenAuthMethod = "client_secret_basic"  # noqa: S105
-    native_client_id: str | None = None
-    scopes: tuple[str, ...] = DEFAULT_SCOPES
-    user_claim: UserClaim = "preferred_username"
-    groups_claim: str | None = None
-    group_role_rules: tuple[GroupRoleRule, ...] = ()
-    clock_skew_seconds: int = 60
-    ca_bundle_pem: str | None = None
-    jit_provisioning: bool = False
-    refresh_grace_seconds: int = 300
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["scopes"] = list(self.scopes)
-        data["group_role_rules"] = [asdict(r) for r in self.group_role_rules]
-        return data
-
-    def request_scopes(self, metadata: ProviderMetadata) -> list[str]:
-        """The configured scopes, plus ``offline_access`` when discovery lists it (so that the
-        IdP issues a refresh token that outlives its browser session where it supports that)."""
-        scopes = list(dict.fromkeys(self.scopes))
-        if "openid" not in scopes:
-            scopes.insert(0, "openid")
-        supported = metadata.scopes_supported or ()
-        if "offline_access" in supported and "offline_access" not in scopes:
-            scopes.append("offline_access")
-        return scopes
-
-
-def _text(data: Mapping[str, Any], name: str, *, required: bool, max_len: int) -> str | None:
-    value = data.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidInput(f"{name} is required.", code="invalid_idp_config", field=name)
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string.", code="invalid_idp_config", field=name)
-    value = value.strip()
-    if len(value) > max_len or any(unicodedata.category(c) == "Cc" for c in value):
-        raise InvalidInput(
-            f"{name} must be at most {max_len} printable characters.",
-            code="invalid_idp_config",
-            field=name,
-        )
-    return value
-
-
-def _int(data: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = data.get(name, default)
-    if value is None:
-        return default
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidInput(
-            f"{name} must be a whole number from {low} to {high}.",
-            code="invalid_idp_config",
-            field=name,
-        )
-    return value
-
-
-def _scopes(raw: Any) -> tuple[str, ...]:
-    if raw is None:
-        return DEFAULT_SCOPES
-    items = raw.split() if isinstance(raw, str) else raw
-    if not isinstance(items, list | tuple) or not all(isinstance(s, str) for s in items):
-        raise InvalidInput(
-            "scopes must be a list of strings.", code="invalid_idp_config", field="scopes"
-        )
-    scopes = list(dict.fromkeys(s.strip() for s in items if s.strip()))
-    bad = [s for s in scopes if not _SCOPE_TOKEN.match(s)]
-    if bad or len(scopes) > 50:
-        raise InvalidInput(
-            "Each scope is one word of printable characters without spaces or quotes.",
-            code="invalid_idp_config",
-            field="scopes",
-        )
-    if "openid" not in scopes:
-        scopes.insert(0, "openid")
-    return tuple(scopes)
-
-
-def _rules(raw: Any) -> tuple[GroupRoleRule, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list | tuple) or len(raw) > 500:
-        raise InvalidInput(
-            "group_role_rules must be a list of {group, role, environment}.",
-            code="invalid_idp_config",
-            field="group_role_rules",
-        )
-    roles = {r.casefold(): r for r in ROLE_NAMES}
-    rules: list[GroupRoleRule] = []
-    for item in raw:
-        if not isinstance(item, Mapping):
-            raise InvalidInput(
-                "Each group rule is an object {group, role, environment}.",
-                code="invalid_idp_config",
-                field="group_role_rules",
-            )
-        group = _text(item, "group", required=True, max_len=255)
-        role_raw = _text(item, "role", required=True, max_len=64)
-        env = _text(item, "environment", required=False, max_len=64)
-        assert group is not None and role_raw is not None
-        role = roles.get(role_raw.casefold())
-        if role is None:
-            raise InvalidInput(
-                f"Unknown role {role_raw!r} in a group rule; choose one of "
-                f"{', '.join(ROLE_NAMES)}.",
-                code="invalid_idp_config",
-                field="group_role_rules",
-            )
-        rule = GroupRoleRule(group=group, role=role, environment=env)
-        if rule not in rules:
-            rules.append(rule)
-    return tuple(rules)
-
-
-def _ca_bundle(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    try:
-        ssl.create_default_context(cadata=raw)
-    except (ssl.SSLError, ValueError) as exc:
-        raise InvalidInput(
-            "The CA bundle is not a valid PEM certificate list.",
-            code="invalid_idp_config",
-            field="ca_bundle_pem",
-        ) from exc
-    return raw
-
-
-def parse_settings(data: Mapping[str, Any], *, allow_insecure_http: bool) -> IdPSettings:
-    """Validate raw input (API body, form, stored JSON) into :class:`IdPSettings`.
-
-    :raises InvalidInput: naming the field at fault (``extra["field"]``)
-    """
-    issuer = _text(data, "issuer", required=True, max_len=500)
-    assert issuer is not None
-    try:
-        check_issuer_url(issuer, allow_insecure_http)
-    except ConfigurationError as exc:
-        raise InvalidInput(
-            exc.description,
-            code="insecure_issuer" if exc.error == "insecure_url" else "invalid_issuer",
-            field="issuer",
-        ) from exc
-    method = data.get("token_endpoint_auth_method") or "client_secret_basic"
-    if method not in get_args(TokenAuthMethod):
-        raise InvalidInput(
-            "token_endpoint_auth_method must be client_secret_basic, client_secret_post or "
-            "private_key_jwt.",
-            code="invalid_idp_config",
-            field="token_endpoint_auth_method",
-        )
-    user_claim = data.get("user_claim") or "preferred_username"
-    if user_claim not in get_args(UserClaim):
-        raise InvalidInput(
-            "user_claim must be preferred_username or email.",
-            code="invalid_idp_config",
-            field="user_claim",
-        )
-    groups_claim = _text(data, "groups_claim", required=False, max_len=100)
-    if groups_claim is not None and not _CLAIM_NAME.match(groups_claim):
-        raise InvalidInput(
-            "groups_claim must be a claim name.", code="invalid_idp_config", field="groups_claim"
-        )
-    jit = data.get("jit_provisioning", False)
-    if not isinstance(jit, bool):
-        raise InvalidInput(
-            "jit_provisioning must be true or false.",
-            code="invalid_idp_config",
-            field="jit_provisioning",
-        )
-    display_name = _text(data, "display_name", required=True, max_len=100)
-    client_id = _text(data, "client_id", required=True, max_len=255)
-    assert display_name is not None and client_id is not None
-    return IdPSettings(
-        display_name=display_name,
-        issuer=issuer,
-        client_id=client_id,
-        token_endpoint_auth_method=cast(TokenAuthMethod, method),
-        native_client_id=_text(data, "native_client_id", required=False, max_len=255),
-        scopes=_scopes(data.get("scopes")),
-        user_claim=cast(UserClaim, user_claim),
-        groups_claim=groups_claim,
-        group_role_rules=_rules(data.get("group_role_rules")),
-        clock_skew_seconds=_int(data, "clock_skew_seconds", 60, 0, MAX_LEEWAY_SECONDS),
-        ca_bundle_pem=_ca_bundle(_text(data, "ca_bundle_pem", required=False, max_len=200_000)),
-        jit_provisioning=jit,
-        refresh_grace_seconds=_int(data, "refresh_grace_seconds", 300, 0, 86_400),
-    )
 
 
 # -- versioned storage ---------------------------------------------------------------------
@@ -346,7 +128,7 @@ def load_config(db: Session, *, allow_insecure_http: bool) -> StoredConfig | Non
 def _stored(row: IdPConfig, allow_insecure_http: bool) -> StoredConfig:
     return StoredConfig(
         version=row.version,
-        settings=parse_settings(row.data, allow_insecure_http=allow_insecure_http),
+        settings=IdPSettings.parse(row.data, allow_insecure_http=allow_insecure_http),
         client_secret_set=row.client_secret_enc is not None,
         private_key_set=row.private_key_jwk_enc is not None,
         created_by=row.created_by,
@@ -373,7 +155,7 @@ def save_config(
     :raises InvalidInput: a field is invalid, or the chosen client authentication lacks its
         secret or key
     """
-    settings = parse_settings(data, allow_insecure_http=allow_insecure_http)
+    settings = IdPSettings.parse(data, allow_insecure_http=allow_insecure_http)
     state = get_state(db, for_update=True)
     current = state.current_version
     if if_match is not None and if_match != (current or 0):
@@ -622,7 +404,7 @@ class IdPService:
         row = db.get(IdPConfig, version)
         if row is None:
             raise IdPNotConfigured(f"IdP configuration version {version} does not exist.")
-        settings = parse_settings(row.data, allow_insecure_http=self.allow_insecure_http)
+        settings = IdPSettings.parse(row.data, allow_insecure_http=self.allow_insecure_http)
         secret = (
             self._box.decrypt_str(row.client_secret_enc, context=SECRET_CONTEXT)
             if row.client_secret_enc is not None

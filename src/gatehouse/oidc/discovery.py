@@ -14,11 +14,20 @@ import ipaddress
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ._http import json_object, send
 from .errors import ConfigurationError, DiscoveryError, OIDCError
@@ -35,21 +44,6 @@ __all__ = [
 ]
 
 WELL_KNOWN_PATH = "/.well-known/openid-configuration"
-
-_REQUIRED_FIELDS = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
-_OPTIONAL_ENDPOINTS = (
-    "userinfo_endpoint",
-    "end_session_endpoint",
-    "revocation_endpoint",
-    "device_authorization_endpoint",
-)
-_LIST_FIELDS = (
-    "id_token_signing_alg_values_supported",
-    "token_endpoint_auth_methods_supported",
-    "code_challenge_methods_supported",
-    "scopes_supported",
-    "grant_types_supported",
-)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -121,30 +115,44 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + WELL_KNOWN_PATH
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderMetadata:
-    """The parts of the OpenID Provider metadata that the relying party uses.
+#: An advertised endpoint or a required field: a non-empty string (URL rules in the validator).
+URL = Annotated[str, Field(min_length=1, strict=True)]
+Flag = Annotated[bool, Field(strict=True)]
+
+
+class ProviderMetadata(BaseModel):
+    """The parts of the OpenID Provider metadata that the relying party uses (immutable).
 
     List-valued fields are ``None`` when the provider did not advertise them (which differs from
-    an empty list: the specification gives defaults for some absent fields).
+    an empty list: the specification gives defaults for some absent fields). Every URL is held
+    to :func:`check_endpoint_url` (the issuer to :func:`check_issuer_url`), with
+    ``allow_insecure_http`` read from the validation context: without one, http is refused.
+    ``raw`` keeps the whole document (for fields this model does not name).
     """
 
-    issuer: str
-    authorization_endpoint: str
-    token_endpoint: str
-    jwks_uri: str
-    userinfo_endpoint: str | None = None
-    end_session_endpoint: str | None = None
-    revocation_endpoint: str | None = None
-    device_authorization_endpoint: str | None = None
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    issuer: URL
+    authorization_endpoint: URL
+    token_endpoint: URL
+    jwks_uri: URL
+    userinfo_endpoint: URL | None = None
+    end_session_endpoint: URL | None = None
+    revocation_endpoint: URL | None = None
+    device_authorization_endpoint: URL | None = None
     id_token_signing_alg_values_supported: tuple[str, ...] | None = None
     token_endpoint_auth_methods_supported: tuple[str, ...] | None = None
     code_challenge_methods_supported: tuple[str, ...] | None = None
     scopes_supported: tuple[str, ...] | None = None
     grant_types_supported: tuple[str, ...] | None = None
-    authorization_response_iss_parameter_supported: bool = False
-    backchannel_logout_supported: bool = False
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    authorization_response_iss_parameter_supported: Flag = False
+    backchannel_logout_supported: Flag = False
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The document as the provider sent it (set by :meth:`from_dict`)."""
+        return self._raw
 
     @classmethod
     def from_dict(
@@ -154,75 +162,61 @@ class ProviderMetadata:
 
         The issuer comparison with the configured issuer is done by :func:`fetch_metadata`.
         """
-        for name in _REQUIRED_FIELDS:
-            value = document.get(name)
-            if not isinstance(value, str) or not value:
-                raise DiscoveryError(
-                    "missing_metadata_field",
-                    f"The provider metadata lacks the required field {name!r}.",
-                )
-        optional: dict[str, str | None] = {}
-        for name in _OPTIONAL_ENDPOINTS:
-            value = document.get(name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise DiscoveryError(
-                    "invalid_metadata_field", f"The provider metadata field {name!r} is invalid."
-                )
-            optional[name] = value
-        lists: dict[str, tuple[str, ...] | None] = {}
-        for name in _LIST_FIELDS:
-            value = document.get(name)
-            if value is None:
-                lists[name] = None
-            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-                lists[name] = tuple(value)
-            else:
-                raise DiscoveryError(
-                    "invalid_metadata_field",
-                    f"The provider metadata field {name!r} is not a list of strings.",
-                )
-        flags: dict[str, bool] = {}
-        for name in (
-            "authorization_response_iss_parameter_supported",
-            "backchannel_logout_supported",
-        ):
-            value = document.get(name, False)
-            if not isinstance(value, bool):
-                raise DiscoveryError(
-                    "invalid_metadata_field", f"The provider metadata field {name!r} is not a bool."
-                )
-            flags[name] = value
-
         try:
-            check_issuer_url(document["issuer"], allow_insecure_http)
-            for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-                check_endpoint_url(document[name], allow_insecure_http, what=name)
-            for name, url in optional.items():
-                if url is not None:
-                    check_endpoint_url(url, allow_insecure_http, what=name)
-        except ConfigurationError as exc:
-            raise DiscoveryError(exc.error, exc.description) from exc
+            metadata = cls.model_validate(
+                document, context={"allow_insecure_http": allow_insecure_http}
+            )
+        except ValidationError as exc:
+            # presence and types first, then URLs (issuer first), as a reader checks a document
+            first = min(exc.errors(), key=lambda e: e["type"] in _URL_ERRORS)
+            raise cls._problem(first) from None
+        metadata._raw = dict(document)
+        return metadata
 
-        return cls(
-            issuer=document["issuer"],
-            authorization_endpoint=document["authorization_endpoint"],
-            token_endpoint=document["token_endpoint"],
-            jwks_uri=document["jwks_uri"],
-            userinfo_endpoint=optional["userinfo_endpoint"],
-            end_session_endpoint=optional["end_session_endpoint"],
-            revocation_endpoint=optional["revocation_endpoint"],
-            device_authorization_endpoint=optional["device_authorization_endpoint"],
-            id_token_signing_alg_values_supported=lists["id_token_signing_alg_values_supported"],
-            token_endpoint_auth_methods_supported=lists["token_endpoint_auth_methods_supported"],
-            code_challenge_methods_supported=lists["code_challenge_methods_supported"],
-            scopes_supported=lists["scopes_supported"],
-            grant_types_supported=lists["grant_types_supported"],
-            authorization_response_iss_parameter_supported=flags[
-                "authorization_response_iss_parameter_supported"
-            ],
-            backchannel_logout_supported=flags["backchannel_logout_supported"],
-            raw=dict(document),
+    @classmethod
+    def _problem(cls, error: ErrorDetails) -> DiscoveryError:
+        if error["type"] in _URL_ERRORS:
+            return DiscoveryError(error["type"], error["msg"])
+        name = str(error["loc"][0])
+        field = cls.model_fields[name]
+        if field.is_required():
+            return DiscoveryError(
+                "missing_metadata_field",
+                f"The provider metadata lacks the required field {name!r}.",
+            )
+        what = "invalid"
+        if field.annotation is bool:
+            what = "not a bool"
+        elif field.annotation == tuple[str, ...] | None:
+            what = "not a list of strings"
+        return DiscoveryError(
+            "invalid_metadata_field", f"The provider metadata field {name!r} is {what}."
         )
+
+    @field_validator(
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "userinfo_endpoint",
+        "end_session_endpoint",
+        "revocation_endpoint",
+        "device_authorization_endpoint",
+    )
+    @classmethod
+    def _url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        allow = bool((info.context or {}).get("allow_insecure_http", False))
+        try:
+            if info.field_name == "issuer":
+                check_issuer_url(url or "", allow)
+            elif url is not None:
+                check_endpoint_url(url, allow, what=info.field_name or "endpoint")
+        except ConfigurationError as exc:
+            raise PydanticCustomError(exc.error, exc.description) from exc
+        return url
+
+
+_URL_ERRORS = ("invalid_url", "insecure_url")
 
 
 def fetch_metadata(

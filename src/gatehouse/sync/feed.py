@@ -116,7 +116,7 @@ def idp_payload(db: Session, box: SecretBox) -> dict[str, Any]:
             "version": config.version,
             "created_at": config.created_at.isoformat(),
             "created_by": config.created_by,
-            "data": config.data,
+            "data": config.data,  # IdPSettings.as_dict(), as saved (domain/idp_settings.py)
             "client_secret": _decrypt(box, config.client_secret_enc, CLIENT_SECRET_CONTEXT),
             "private_key_jwk": _decrypt(box, config.private_key_jwk_enc, PRIVATE_KEY_CONTEXT),
         }

@@ -284,7 +284,12 @@ class EnvironmentSync:
                 else:
                     replica.apply_users(db, env_id, body["users"], body.get("deleted_users", ()))
                 if body.get("idp") is not None:
-                    replica.apply_idp(db, self.rt.box, body["idp"])
+                    replica.apply_idp(
+                        db,
+                        self.rt.box,
+                        body["idp"],
+                        allow_insecure_http=self.rt.settings.allow_insecure_http,
+                    )
                 state = _get(db, STATE_KEY)
                 state.update(
                     revision=int(body["revision"]),

@@ -8,6 +8,7 @@ environment never serves half a change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -17,8 +18,12 @@ from sqlalchemy.orm import Session
 
 from gatehouse.domain import idp_state, users
 from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain.errors import InvalidInput
+from gatehouse.domain.idp_settings import IdPSettings
 from gatehouse.store.models import Environment, IdPConfig, Role, RoleAssignment, User, scope_key_for
 from gatehouse.sync.feed import CLIENT_SECRET_CONTEXT, PRIVATE_KEY_CONTEXT
+
+log = logging.getLogger("gatehouse.sync")
 
 
 class ProtocolError(Exception):
@@ -126,11 +131,18 @@ def apply_users(
     return ended
 
 
-def apply_idp(db: Session, box: SecretBox, payload: dict[str, Any]) -> None:
+def apply_idp(
+    db: Session, box: SecretBox, payload: dict[str, Any], *, allow_insecure_http: bool
+) -> None:
     """Copy the console's current IdP configuration; secrets re-encrypted under this server's key.
 
     Configuration rows are immutable versions, so an existing version is replaced only if it
     differs (a console restored from backup may reuse a number).
+
+    ``data`` is the console's :class:`IdPSettings` as stored, checked here against the same model
+    under this server's policy. A version that does not pass is copied all the same and logged:
+    refusing the page would also hold back user changes (a disabled user must still reach every
+    environment), and sign-in through the IdP refuses that version with the same sentence.
     """
     config = payload.get("config")
     if config is not None:
@@ -142,6 +154,16 @@ def apply_idp(db: Session, box: SecretBox, payload: dict[str, Any]) -> None:
         row.created_at = _dt(config.get("created_at")) or row.created_at
         row.created_by = config.get("created_by") or "console"
         row.data = dict(config.get("data") or {})
+        try:
+            IdPSettings.parse(row.data, allow_insecure_http=allow_insecure_http)
+        except InvalidInput as exc:
+            log.warning(
+                "the console's IdP configuration version %s is not valid here (%s: %s); "
+                "sign-in through the IdP is refused until a valid version arrives",
+                version,
+                exc.extra.get("field"),
+                exc.detail,
+            )
         secret = config.get("client_secret")
         key = config.get("private_key_jwk")
         row.client_secret_enc = (

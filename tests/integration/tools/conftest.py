@@ -17,8 +17,10 @@ import pytest
 
 from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
+from helpers import ADMIN_PASSWORD
 from idp.fixture import IDP_DIR, OpenIDProvider
-from tool_helpers import ADMIN_PASSWORD, configure_idp_via_api
+from idp.plugin import running_idp
+from idp_helpers import configure_idp
 
 GATEHOUSE = str(Path(sys.executable).parent / "gatehouse")
 
@@ -26,12 +28,8 @@ GATEHOUSE = str(Path(sys.executable).parent / "gatehouse")
 @pytest.fixture(scope="module")
 def tools_idp() -> Iterator[OpenIDProvider]:
     """An IdP of our own: tests here disable users and spend refresh tokens."""
-    provider = OpenIDProvider(log_requests=True)
-    provider.start()
-    try:
+    with running_idp(log_requests=True) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 @pytest.fixture
@@ -48,7 +46,7 @@ def server(live_server: Any, tools_idp: OpenIDProvider) -> Any:
         token = api.post(
             "/api/v1/auth/local", json={"username": "root", "password": ADMIN_PASSWORD}
         ).json()["access_token"]
-        configure_idp_via_api(api, {"Authorization": f"Bearer {token}"}, tools_idp)
+        configure_idp(api, {"Authorization": f"Bearer {token}"}, tools_idp)
     return live_server
 
 

@@ -15,8 +15,8 @@ import httpx
 
 from gatehouse.client import GatehouseAuth, TokenCache, login_browser
 from gatehouse.client._cache import updated
+from helpers import ADMIN_PASSWORD
 from idp.fixture import OpenIDProvider
-from tool_helpers import ADMIN_PASSWORD
 
 SESSION_ENDED = "Your session for {url} has ended; run `gatehouse login {url}`."
 

@@ -17,17 +17,14 @@ from gatehouse.client import GatehouseAuth, TokenCache, login_browser
 from gatehouse.client._cache import updated
 from gatehouse.store.models import AuditEvent
 from idp.fixture import OpenIDProvider
+from idp.plugin import running_idp
 
 
 @pytest.fixture(scope="module")
 def tools_idp() -> Iterator[OpenIDProvider]:
     """Overrides the package's IdP: claims only in UserInfo, no ID token on refresh."""
-    provider = OpenIDProvider(claims_in_id_token=False, id_token_on_refresh=False)
-    provider.start()
-    try:
+    with running_idp(claims_in_id_token=False, id_token_on_refresh=False) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 def test_sdk_signs_in_and_keeps_renewing_with_userinfo_and_no_new_id_tokens(

@@ -93,8 +93,8 @@ def test_group_rules_grant_and_withdraw_group_roles_only(runtime: Runtime, make_
         client_id="web",
         groups_claim="groups",
         group_role_rules=(
-            GroupRoleRule("devs", "Developer"),
-            GroupRoleRule("ops", "Administrator"),
+            GroupRoleRule(group="devs", role="Developer"),
+            GroupRoleRule(group="ops", role="Administrator"),
         ),
     )
     make_user("gus", roles=[users.RoleGrant("Viewer")])

@@ -5,123 +5,28 @@ ends, then it is gone; the signing key is rotated too."""
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import LargeBinary, select
 
 from gatehouse.domain import keyrotation
 from gatehouse.domain.crypto import DecryptionError, SecretBox, key_id_of
-from gatehouse.domain.idp import KEY_CONTEXT, SECRET_CONTEXT
-from gatehouse.domain.oidc_login import FLOW_CONTEXT, ID_TOKEN_CONTEXT, REFRESH_TOKEN_CONTEXT
+from gatehouse.domain.oidc_login import REFRESH_TOKEN_CONTEXT
 from gatehouse.runtime import Runtime
-from gatehouse.store.models import Base, IdPConfig, KeyValue, OIDCFlow, Session, User, utcnow
-from gatehouse.sync.puller import CREDENTIAL_CONTEXT, CREDENTIAL_KEY
+from gatehouse.store.models import Base, IdPConfig, Session
 from helpers import make_settings
-
-SECRETS = {
-    "client_secret": "idp-client-secret-value",
-    "jwk": '{"kty":"EC","d":"private"}',
-    "refresh": "refresh-token-value",
-    "id_token": "id.token.value",
-    "flow": '{"nonce":"n"}',
-    "credential": "environment-credential-value",
-}
+from keyrotation_helpers import EXPECTED, SECRETS, key_file_runtime, read_all, seed
 
 
 @pytest.fixture
 def file_runtime(tmp_path: Path, database_url: str) -> Iterator[Runtime]:
     """A running server whose key lives in DATA_DIR/secret.key (no GATEHOUSE_SECRET_KEY)."""
-    rt = Runtime(make_settings(tmp_path, database_url, secret_key=None))
-    rt.start()
-    try:
+    with key_file_runtime(tmp_path, database_url) as rt:
         yield rt
-    finally:
-        rt.close()
-
-
-def seed(rt: Runtime, sessions: int = 7) -> None:
-    """One value in every encrypted column, under the runtime's current key."""
-    box = rt.box
-    now = utcnow()
-    with rt.db.session() as db:
-        user = User(username="alice", username_key="alice")
-        db.add(user)
-        db.add(
-            IdPConfig(
-                version=1,
-                created_by="test",
-                client_secret_enc=box.encrypt_str(SECRETS["client_secret"], context=SECRET_CONTEXT),
-                private_key_jwk_enc=box.encrypt_str(SECRETS["jwk"], context=KEY_CONTEXT),
-            )
-        )
-        db.flush()
-        for i in range(sessions):
-            db.add(
-                Session(
-                    id_hash=f"{i:064d}",
-                    user_id=user.id,
-                    method="oidc",
-                    expires_at=now + timedelta(hours=1),
-                    csrf_secret="c",
-                    refresh_token_enc=box.encrypt_str(
-                        SECRETS["refresh"], context=REFRESH_TOKEN_CONTEXT
-                    ),
-                    id_token_enc=box.encrypt_str(SECRETS["id_token"], context=ID_TOKEN_CONTEXT),
-                )
-            )
-        db.add(
-            OIDCFlow(
-                state_hash="s" * 64,
-                browser_hash="b" * 64,
-                data_enc=box.encrypt_str(SECRETS["flow"], context=FLOW_CONTEXT + "s" * 64),
-                config_version=1,
-                expires_at=now + timedelta(minutes=5),
-            )
-        )
-        blob = box.encrypt_str(SECRETS["credential"], context=CREDENTIAL_CONTEXT)
-        db.add(
-            KeyValue(
-                key=CREDENTIAL_KEY,
-                value={"console_url": "x", "credential_enc": base64.b64encode(blob).decode()},
-            )
-        )
-
-
-def read_all(rt: Runtime, box: SecretBox) -> dict[str, Any]:
-    with rt.db.session() as db:
-        cfg = db.get(IdPConfig, 1)
-        assert cfg is not None and cfg.client_secret_enc and cfg.private_key_jwk_enc
-        flow = db.get(OIDCFlow, "s" * 64)
-        assert flow is not None
-        kv = db.get(KeyValue, CREDENTIAL_KEY)
-        assert kv is not None
-        rows = list(db.scalars(select(Session)))
-        return {
-            "client_secret": box.decrypt_str(cfg.client_secret_enc, context=SECRET_CONTEXT),
-            "jwk": box.decrypt_str(cfg.private_key_jwk_enc, context=KEY_CONTEXT),
-            "refresh": {
-                box.decrypt_str(r.refresh_token_enc or b"", context=REFRESH_TOKEN_CONTEXT)
-                for r in rows
-            },
-            "id_token": {
-                box.decrypt_str(r.id_token_enc or b"", context=ID_TOKEN_CONTEXT) for r in rows
-            },
-            "flow": box.decrypt_str(flow.data_enc, context=FLOW_CONTEXT + "s" * 64),
-            "credential": box.decrypt_str(
-                base64.b64decode(kv.value["credential_enc"]), context=CREDENTIAL_CONTEXT
-            ),
-        }
-
-
-EXPECTED = {**SECRETS, "refresh": {SECRETS["refresh"]}, "id_token": {SECRETS["id_token"]}}
 
 
 def test_key_file_is_created_0600_and_values_at_rest_are_ciphertext(
@@ -247,39 +152,6 @@ def test_csrf_and_flash_signatures_made_before_a_rotation_still_verify() -> None
     assert rotating.verify("s:csrf", signature)
     assert not SecretBox(new).verify("s:csrf", signature)
     assert key_id_of(new) == rotating.active_key_id
-
-
-def test_cli_keys_rotate_then_finish(file_runtime: Runtime, tmp_path: Path) -> None:
-    seed(file_runtime, sessions=2)
-    env = {
-        **os.environ,
-        "GATEHOUSE_DATA_DIR": str(file_runtime.settings.data_dir),
-        "GATEHOUSE_DATABASE_URL": file_runtime.settings.resolved_database_url,
-    }
-    env.pop("GATEHOUSE_SECRET_KEY", None)
-    cli = [sys.executable, "-m", "gatehouse.cli", "keys"]
-    rotate = subprocess.run(
-        [*cli, "rotate", "--batch-size", "1"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert rotate.returncode == 0, rotate.stdout + rotate.stderr
-    assert "New key active" in rotate.stdout and "New signing key" in rotate.stdout
-    status = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, timeout=60)
-    assert "Rotation in progress" in status.stdout
-    finish = subprocess.run(
-        [*cli, "rotate", "--finish"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert finish.returncode == 0, finish.stdout + finish.stderr
-    assert "Dropped 1 old key" in finish.stdout
-    assert read_all(file_runtime, file_runtime.box) == EXPECTED
-    again = subprocess.run(
-        [*cli, "rotate", "--new-key-stdin"],
-        env=env,
-        input="short\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert again.returncode == 2 and "at least 32" in again.stdout + again.stderr
 
 
 def test_a_deleted_key_file_never_makes_a_running_server_switch_keys(

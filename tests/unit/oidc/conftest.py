@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from oidc_testkit import FakeIdP, Keys, make_keys, make_metadata, public_jwk
 
 from gatehouse.oidc import JWKSCache, ProviderMetadata
+from unit.oidc.oidc_testkit import FakeIdP, Keys, make_keys, make_metadata, public_jwk
 
 
 @pytest.fixture(scope="session")

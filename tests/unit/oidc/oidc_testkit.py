@@ -140,6 +140,19 @@ class FakeIdP:
         return httpx.Client(transport=httpx.MockTransport(self.handler))
 
 
+def answer(status: int = 200, **body: Any) -> Handler:
+    """A FakeIdP route that answers ``status`` with ``body`` as JSON."""
+    return lambda request: httpx.Response(status, json=body)
+
+
+def ok_tokens(**extra: Any) -> dict[str, Any]:
+    """A token endpoint's success body; ``extra`` changes fields (``None`` leaves one out)."""
+    body = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 300,
+            "id_token": "a.b.c", "refresh_token": "rt-1"}  # fmt: skip
+    body.update(extra)
+    return {k: v for k, v in body.items() if v is not None}
+
+
 def form(request: httpx.Request) -> dict[str, str]:
     from urllib.parse import parse_qsl
 

@@ -4,34 +4,25 @@ activate, deactivate. The client secret is write-only: reads say only whether it
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, Field
 
 from gatehouse.domain import activation, idp_checks
 from gatehouse.domain.idp import StoredConfig, etag_of, load_config, parse_if_match, save_config
+from gatehouse.domain.idp_settings import IdPOptionsBase, IdPSettingsBase
 from gatehouse.domain.idp_state import get_state
 from gatehouse.runtime import Runtime
-from gatehouse.web.api.schemas import StrictModel, error_responses
+from gatehouse.web.api.schemas import error_responses
 from gatehouse.web.deps import CurrentAdmin, RuntimeDep, actor_of
 
 router = APIRouter(prefix="/api/v1/idp", tags=["idp"])
 ERRORS = error_responses(400, 401, 403, 409, 412)
 
 
-class GroupRoleRuleBody(StrictModel):
-    group: str = Field(max_length=255)
-    role: str = Field(max_length=64, description="Administrator, Developer or Viewer")
-    environment: str | None = Field(
-        default=None, max_length=64, description="Environment name; null: every environment"
-    )
+class IdPConfigIn(IdPSettingsBase):
+    """The settings' shape plus the write-only secrets (unknown fields are refused)."""
 
-
-class IdPConfigIn(StrictModel):
-    display_name: str = Field(max_length=100, description="The sign-in button's text")
-    issuer: str = Field(max_length=500)
-    client_id: str = Field(max_length=255)
     client_secret: str | None = Field(
         default=None, max_length=1024, description="Write-only; omit to keep the current one"
     )
@@ -40,18 +31,6 @@ class IdPConfigIn(StrictModel):
         max_length=20_000,
         description="For private_key_jwt: the private JWK as JSON (write-only)",
     )
-    token_endpoint_auth_method: Literal[
-        "client_secret_basic", "client_secret_post", "private_key_jwt"
-    ] = "client_secret_basic"  # noqa: S105 - a method name
-    native_client_id: str | None = Field(default=None, max_length=255)
-    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"], max_length=50)
-    user_claim: Literal["preferred_username", "email"] = "preferred_username"
-    groups_claim: str | None = Field(default=None, max_length=100)
-    group_role_rules: list[GroupRoleRuleBody] = Field(default_factory=list, max_length=500)
-    clock_skew_seconds: int = Field(default=60, ge=0, le=600)
-    ca_bundle_pem: str | None = Field(default=None, max_length=200_000)
-    jit_provisioning: bool = False
-    refresh_grace_seconds: int = Field(default=300, ge=0, le=86_400)
 
 
 class CheckOut(BaseModel):
@@ -67,7 +46,10 @@ class LastTestOut(BaseModel):
     checks: list[CheckOut]
 
 
-class IdPConfigOut(BaseModel):
+class IdPConfigOut(IdPOptionsBase):
+    """The settings' shape without secrets; before the first save ``version`` and the three
+    names are null and the options show the defaults a save would store."""
+
     version: int | None
     active: bool
     display_name: str | None = None
@@ -75,16 +57,6 @@ class IdPConfigOut(BaseModel):
     client_id: str | None = None
     client_secret_set: bool = False
     private_key_set: bool = False
-    token_endpoint_auth_method: str | None = None
-    native_client_id: str | None = None
-    scopes: list[str] = Field(default_factory=list)
-    user_claim: str | None = None
-    groups_claim: str | None = None
-    group_role_rules: list[GroupRoleRuleBody] = Field(default_factory=list)
-    clock_skew_seconds: int | None = None
-    ca_bundle_pem: str | None = None
-    jit_provisioning: bool = False
-    refresh_grace_seconds: int | None = None
     last_test: LastTestOut | None = None
 
 
@@ -110,7 +82,7 @@ def _out(rt: Runtime, stored: StoredConfig | None) -> IdPConfigOut:
         )
     if stored is None:
         return IdPConfigOut(version=None, active=active)
-    data = stored.settings.as_dict()
+    data = stored.settings.model_dump()
     return IdPConfigOut(
         version=stored.version,
         active=active,

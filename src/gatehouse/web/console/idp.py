@@ -11,7 +11,8 @@ from starlette.responses import RedirectResponse, Response
 from gatehouse.domain import activation, idp_checks
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.errors import DomainError
-from gatehouse.domain.idp import DEFAULT_SCOPES, load_config, save_config
+from gatehouse.domain.idp import load_config, save_config
+from gatehouse.domain.idp_settings import IdPOptionsBase
 from gatehouse.domain.idp_state import get_state
 from gatehouse.web.console.forms import ConsoleAdmin, Form, field
 from gatehouse.web.deps import RuntimeDep, actor_of
@@ -19,6 +20,8 @@ from gatehouse.web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
 PAGE = "/settings/idp"
+#: what a new configuration starts from (and what a blank number field means)
+_DEFAULTS: dict[str, Any] = IdPOptionsBase().model_dump()
 
 
 def parse_rules(text: str) -> list[dict[str, str | None]]:
@@ -60,8 +63,9 @@ def _values_from_form(form: FormData) -> dict[str, Any]:
         "user_claim": field(form, "user_claim"),
         "groups_claim": field(form, "groups_claim"),
         "group_role_rules_text": field(form, "group_role_rules"),
-        "clock_skew_seconds": field(form, "clock_skew_seconds") or "60",
-        "refresh_grace_seconds": field(form, "refresh_grace_seconds") or "300",
+        "clock_skew_seconds": field(form, "clock_skew_seconds") or _DEFAULTS["clock_skew_seconds"],
+        "refresh_grace_seconds": field(form, "refresh_grace_seconds")
+        or _DEFAULTS["refresh_grace_seconds"],
         "ca_bundle_pem": field(form, "ca_bundle_pem"),
         "jit_provisioning": form.get("jit_provisioning") == "on",
     }
@@ -104,14 +108,7 @@ def _page(
             values = stored.settings.as_dict()
             values["group_role_rules_text"] = format_rules(values["group_role_rules"])
         else:
-            values = {
-                "scopes": list(DEFAULT_SCOPES),
-                "clock_skew_seconds": 60,
-                "refresh_grace_seconds": 300,
-                "token_endpoint_auth_method": "client_secret_basic",
-                "user_claim": "preferred_username",
-                "group_role_rules_text": "",
-            }
+            values = {**_DEFAULTS, "group_role_rules_text": ""}
     context["values"] = values
     return render(request, "idp.html", context, status_code=status_code)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from oidc_testkit import CLIENT_ID, ISSUER, NOW, Keys
-from oidc_testkit import sign as jwt_sign
 
 from gatehouse.oidc import TokenValidationError, validate_logout_token
+from unit.oidc.oidc_testkit import CLIENT_ID, ISSUER, NOW, Keys
+from unit.oidc.oidc_testkit import sign as jwt_sign
 
 
 def sign(claims: dict[str, Any], key: Any, **header: Any) -> str:
@@ -149,6 +149,6 @@ def test_logout_token_rejected_when_signature_forged(keys: Keys, metadata, jwks)
 
 
 def test_logout_token_rejected_when_alg_none(metadata, jwks) -> None:
-    from oidc_testkit import unsigned
+    from unit.oidc.oidc_testkit import unsigned
 
     assert rejected(unsigned(logout_claims()), metadata, jwks) == "alg_not_allowed"

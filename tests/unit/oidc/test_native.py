@@ -1,4 +1,4 @@
-"""RFC 8252 loopback redirect server (real loopback sockets) and the UserInfo endpoint."""
+"""RFC 8252 loopback redirect server (real loopback sockets)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,12 @@ import threading
 
 import httpx
 import pytest
-from oidc_testkit import CLIENT_ID, ISSUER, NOW, FakeIdP, Keys, sign
 
 from gatehouse.oidc import (
     AuthorizationResponseError,
     LoopbackRedirectServer,
     LoopbackTimeoutError,
-    TokenValidationError,
-    UserInfoError,
-    fetch_userinfo,
 )
-
-# -- loopback server ---------------------------------------------------------------------------
 
 
 def test_loopback_server_binds_only_127_0_0_1_on_ephemeral_port() -> None:
@@ -83,56 +77,3 @@ def test_loopback_server_wait_from_another_thread() -> None:
         timer.start()
         assert server.wait(timeout=5)["code"] == "x"
         timer.join()
-
-
-# -- userinfo ----------------------------------------------------------------------------------
-
-
-def test_userinfo_json_returned_when_sub_matches(idp: FakeIdP, metadata) -> None:
-    idp.routes["/userinfo"] = lambda r: httpx.Response(
-        200, json={"sub": "user-123", "email": "a@b"}
-    )
-    claims = fetch_userinfo(idp.client(), metadata, "at-1", "user-123")
-    assert claims["email"] == "a@b"
-    assert idp.requests[-1].headers["authorization"] == "Bearer at-1"
-
-
-def test_userinfo_rejected_when_sub_mismatch(idp: FakeIdP, metadata) -> None:
-    idp.routes["/userinfo"] = lambda r: httpx.Response(200, json={"sub": "someone-else"})
-    with pytest.raises(UserInfoError, match="userinfo_sub_mismatch"):
-        fetch_userinfo(idp.client(), metadata, "at-1", "user-123")
-
-
-def test_userinfo_signed_jwt_verified(keys: Keys, idp: FakeIdP, metadata, jwks) -> None:
-    body = sign({"sub": "user-123", "iss": ISSUER, "aud": CLIENT_ID, "iat": NOW}, keys.rsa)
-    idp.routes["/userinfo"] = lambda r: httpx.Response(
-        200, text=body, headers={"content-type": "application/jwt"}
-    )
-    claims = fetch_userinfo(
-        idp.client(), metadata, "at", "user-123", jwks=jwks, client_id=CLIENT_ID
-    )
-    assert claims["sub"] == "user-123"
-
-
-def test_userinfo_signed_jwt_forged_rejected(keys: Keys, idp: FakeIdP, metadata, jwks) -> None:
-    body = sign({"sub": "user-123", "iss": ISSUER, "aud": CLIENT_ID}, keys.rsa_forger)
-    idp.routes["/userinfo"] = lambda r: httpx.Response(
-        200, text=body, headers={"content-type": "application/jwt; charset=utf-8"}
-    )
-    with pytest.raises(TokenValidationError, match="invalid_signature"):
-        fetch_userinfo(idp.client(), metadata, "at", "user-123", jwks=jwks, client_id=CLIENT_ID)
-
-
-def test_userinfo_signed_jwt_wrong_audience_rejected(keys: Keys, idp: FakeIdP, metadata, jwks):
-    body = sign({"sub": "user-123", "iss": ISSUER, "aud": "other"}, keys.rsa)
-    idp.routes["/userinfo"] = lambda r: httpx.Response(
-        200, text=body, headers={"content-type": "application/jwt"}
-    )
-    with pytest.raises(UserInfoError, match="audience_mismatch"):
-        fetch_userinfo(idp.client(), metadata, "at", "user-123", jwks=jwks, client_id=CLIENT_ID)
-
-
-def test_userinfo_401_is_userinfo_error(idp: FakeIdP, metadata) -> None:
-    idp.routes["/userinfo"] = lambda r: httpx.Response(401)
-    with pytest.raises(UserInfoError, match="userinfo_refused"):
-        fetch_userinfo(idp.client(), metadata, "at-1", "user-123")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from oidc_testkit import FakeClock, FakeIdP, form
 
 from gatehouse.oidc import (
     ClientCredentials,
@@ -14,6 +13,7 @@ from gatehouse.oidc import (
     start_device_authorization,
 )
 from gatehouse.oidc.device import DeviceAuthorization
+from unit.oidc.oidc_testkit import FakeClock, FakeIdP, form
 
 CLIENT = ClientCredentials("gatehouse-cli", auth_method="none")
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 GATEHOUSE = [sys.executable, "-m", "gatehouse.cli"]
 
@@ -67,6 +68,39 @@ def test_serve_on_empty_data_dir_migrates_creates_admin_and_answers(tmp_path: Pa
         out, _ = proc.communicate(timeout=15)
     assert password in out  # printed once on first run
     assert out.count(password) == 1
+
+
+@pytest.mark.parametrize(
+    ("missing", "setting", "extra"),
+    [
+        ("redis", {"GATEHOUSE_REDIS_URL": "redis://127.0.0.1:1/0"}, "gatehouse-sso[redis]"),
+        (
+            "psycopg",
+            {"GATEHOUSE_DATABASE_URL": "postgresql+psycopg://gh:hunter2@127.0.0.1:1/db"},
+            "gatehouse-sso[postgres]",
+        ),
+    ],
+)
+def test_serve_names_the_extra_when_a_setting_needs_a_package_not_installed(
+    tmp_path: Path, missing: str, setting: dict[str, str], extra: str
+) -> None:
+    # the package is shadowed by one that cannot be imported, as when the extra is not installed
+    shadow = tmp_path / "shadow" / missing
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{missing}'\", name={missing!r})\n"
+    )
+    env = _env(tmp_path / "data", **setting, PYTHONPATH=str(shadow.parent))
+    result = subprocess.run(
+        [*GATEHOUSE, "serve", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert extra in output and "Traceback" not in output and "hunter2" not in output
 
 
 def test_admin_bootstrap_on_empty_data_dir_and_refusal_when_admin_exists(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""ID token validation: one test per rule of OIDC Core 3.1.3.7 (and our additions)."""
+"""ID token validation: one test per rule of OIDC Core 3.1.3.7 (and our additions), and the
+ID token of a refresh response (12.2)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import OctKey
-from oidc_testkit import (
+
+from gatehouse.oidc import (
+    IdPUnavailableError,
+    IDTokenValidator,
+    JWKSCache,
+    ProviderMetadata,
+    TokenValidationError,
+    VerifiedIDTokenClaims,
+    validate_id_token,
+    validate_refreshed_id_token,
+)
+from gatehouse.oidc.id_token import ID_TOKEN_RULES
+from unit.oidc.oidc_testkit import (
     CLIENT_ID,
     ISSUER,
     NOW,
@@ -23,16 +36,6 @@ from oidc_testkit import (
     sign_raw,
     unsigned,
 )
-
-from gatehouse.oidc import (
-    IdPUnavailableError,
-    IDTokenValidator,
-    JWKSCache,
-    ProviderMetadata,
-    TokenValidationError,
-    validate_id_token,
-)
-from gatehouse.oidc.id_token import ID_TOKEN_RULES
 
 NONCE = "n-0S6_WzA2Mj"
 
@@ -398,3 +401,70 @@ def test_id_token_error_never_contains_the_token(keys: Keys, metadata, jwks) -> 
         check(token, metadata, jwks)
     assert token not in str(info.value)
     assert "secret-nonce-value" not in str(info.value)
+
+
+# -- (12.2) the ID token of a refresh response, compared with the original ----------------------
+
+
+@pytest.fixture
+def previous(keys: Keys, metadata, jwks) -> VerifiedIDTokenClaims:
+    token = sign(id_claims(auth_time=NOW - 10), keys.rsa)
+    return validate_id_token(
+        token, metadata=metadata, jwks=jwks, client_id=CLIENT_ID, nonce="n-0S6_WzA2Mj",
+        leeway_seconds=30, now=NOW,
+    )  # fmt: skip
+
+
+def refreshed(token: str | None, previous, metadata, jwks, **kw: Any):
+    return validate_refreshed_id_token(
+        token, previous, metadata=metadata, jwks=jwks, client_id=CLIENT_ID,
+        leeway_seconds=30, now=NOW + 3600, **kw,
+    )  # fmt: skip
+
+
+def later(**overrides: Any) -> dict[str, Any]:
+    base = {"iat": NOW + 3600, "exp": NOW + 3900, "nonce": None, "auth_time": NOW - 10}
+    base.update(overrides)
+    return id_claims(**base)
+
+
+def test_refreshed_id_token_accepted_with_same_identity(keys: Keys, previous, metadata, jwks):
+    claims = refreshed(sign(later(), keys.rsa), previous, metadata, jwks)
+    assert claims is not None and claims["sub"] == previous["sub"]
+
+
+def test_refreshed_id_token_missing_accepted_without_new_claims(previous, metadata, jwks):
+    assert refreshed(None, previous, metadata, jwks) is None
+
+
+def test_refreshed_id_token_rejected_when_sub_differs(keys: Keys, previous, metadata, jwks):
+    with pytest.raises(TokenValidationError, match="sub_mismatch"):
+        refreshed(sign(later(sub="someone-else"), keys.rsa), previous, metadata, jwks)
+
+
+def test_refreshed_id_token_rejected_when_iss_differs(keys: Keys, previous, metadata, jwks):
+    with pytest.raises(TokenValidationError, match="issuer_mismatch"):
+        refreshed(sign(later(iss="https://other.example"), keys.rsa), previous, metadata, jwks)
+
+
+def test_refreshed_id_token_rejected_when_aud_differs(keys: Keys, previous, metadata, jwks):
+    token = sign(later(aud=[CLIENT_ID, "api"], azp=CLIENT_ID), keys.rsa)
+    with pytest.raises(TokenValidationError, match="audience_mismatch"):
+        refreshed(token, previous, metadata, jwks, trusted_audiences={"api"})
+
+
+def test_refreshed_id_token_rejected_when_nonce_differs(keys: Keys, previous, metadata, jwks):
+    with pytest.raises(TokenValidationError, match="bad_nonce"):
+        refreshed(sign(later(nonce="replayed"), keys.rsa), previous, metadata, jwks)
+    same = refreshed(sign(later(nonce="n-0S6_WzA2Mj"), keys.rsa), previous, metadata, jwks)
+    assert same is not None
+
+
+def test_refreshed_id_token_rejected_when_auth_time_differs(keys: Keys, previous, metadata, jwks):
+    with pytest.raises(TokenValidationError, match="auth_time_mismatch"):
+        refreshed(sign(later(auth_time=NOW + 3500), keys.rsa), previous, metadata, jwks)
+
+
+def test_refreshed_id_token_rejected_when_iat_missing(keys: Keys, previous, metadata, jwks):
+    with pytest.raises(TokenValidationError, match="missing_claim"):
+        refreshed(sign(later(iat=None), keys.rsa), previous, metadata, jwks)

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from gatehouse.client import (
-    CacheLocked,
-    ServerURLError,
-    StoredSession,
-    TokenCache,
-    browser_available,
-    normalise_server_url,
-)
+from gatehouse.client import CacheLocked, StoredSession, TokenCache
 
 URL = "https://gatehouse.example.com"
 
@@ -85,37 +80,39 @@ def test_lock_excludes_other_holders_until_released(tmp_path: Path) -> None:
     assert order == ["a", "b"]
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("gatehouse.example.com/", "https://gatehouse.example.com"),
-        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
-    ],
-)
-def test_server_urls_are_normalised(raw: str, expected: str) -> None:
-    assert normalise_server_url(raw) == expected
+#: One writer process: wait for the start signal, then N times read, change and save the
+#: session under the lock, with a pause between read and save that loses writes without it.
+WRITER = """
+import sys, time
+from pathlib import Path
+from gatehouse.client import TokenCache
+from gatehouse.client._cache import updated
+
+directory, server, tag, rounds = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+cache = TokenCache(directory, store="file", notify=lambda _m: None, lock_timeout=30)
+while not (directory / "go").exists():
+    time.sleep(0.005)
+for i in range(rounds):
+    with cache.lock(server):
+        current = cache.load(server)
+        time.sleep(0.002)
+        cache.save(updated(current, scopes=(*current.scopes, f"{tag}{i}")))
+"""
 
 
-def test_plain_http_to_a_remote_server_is_refused() -> None:
-    with pytest.raises(ServerURLError):
-        normalise_server_url("http://gatehouse.example.com")
-
-
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ({"BROWSER": "/bin/true", "SSH_CONNECTION": "x"}, True),
-        ({"SSH_CONNECTION": "1 2 3 4", "DISPLAY": ":0"}, False),
-        ({}, False),
-        ({"WAYLAND_DISPLAY": "wayland-0"}, True),
-    ],
-)
-def test_browser_is_offered_only_where_one_can_open(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: bool
-) -> None:
-    for name in ("BROWSER", "SSH_CONNECTION", "SSH_TTY", "DISPLAY", "WAYLAND_DISPLAY"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr("sys.platform", "linux")
-    assert browser_available() is expected
+def test_two_processes_updating_the_cache_under_the_lock_lose_no_write(tmp_path: Path) -> None:
+    cache = TokenCache(tmp_path, store="file", notify=lambda _m: None)
+    cache.save(session(scopes=()))
+    rounds = 40
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), URL, tag, str(rounds)])
+        for tag in ("a", "b")
+    ]
+    (tmp_path / "go").touch()
+    assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    loaded = cache.load(URL)
+    assert loaded is not None
+    assert sorted(loaded.scopes) == sorted(f"{t}{i}" for t in "ab" for i in range(rounds))
+    assert stat.S_IMODE(cache.path_for(URL).stat().st_mode) == 0o600
+    with cache.lock(URL):
+        assert stat.S_IMODE(cache.path_for(URL).with_suffix(".lock").stat().st_mode) == 0o600

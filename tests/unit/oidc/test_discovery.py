@@ -1,23 +1,22 @@
-"""Discovery (OIDC Discovery 1.0) and the JWKS cache."""
+"""Discovery (OIDC Discovery 1.0): the exact issuer, the metadata and its cache."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
-from oidc_testkit import ISSUER, FakeClock, FakeIdP, Keys, metadata_doc, public_jwk
 
 from gatehouse.oidc import (
     ConfigurationError,
     DiscoveryError,
     IdPUnavailableError,
-    JWKSCache,
     MetadataCache,
-    TokenValidationError,
+    ProviderMetadata,
     check_issuer_url,
     fetch_metadata,
 )
-
-# -- discovery ---------------------------------------------------------------------------------
+from unit.oidc.oidc_testkit import ISSUER, FakeClock, FakeIdP, metadata_doc
 
 
 def test_discovery_fetches_and_types_metadata(idp: FakeIdP) -> None:
@@ -85,6 +84,50 @@ def test_discovery_rejected_when_required_field_missing(idp: FakeIdP) -> None:
         fetch_metadata(idp.client(), ISSUER, allow_insecure_http=False)
 
 
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"token_endpoint": ""}, "missing_metadata_field", "token_endpoint"),
+        ({"jwks_uri": 5}, "missing_metadata_field", "jwks_uri"),
+        ({"userinfo_endpoint": ""}, "invalid_metadata_field", "userinfo_endpoint"),
+        ({"scopes_supported": "openid"}, "invalid_metadata_field", "scopes_supported"),
+        ({"grant_types_supported": ["x", 1]}, "invalid_metadata_field", "grant_types_supported"),
+        ({"backchannel_logout_supported": "true"}, "invalid_metadata_field", "backchannel"),
+        ({"backchannel_logout_supported": 1}, "invalid_metadata_field", "backchannel"),
+        ({"end_session_endpoint": "https://idp.example.com/x#f"}, "invalid_url", "end_session"),
+        # presence and types are reported before URLs, whatever the order of the fields
+        ({"issuer": "http://idp.example.com", "jwks_uri": None}, "missing_metadata_field", "jwks"),
+    ],
+)
+def test_metadata_fields_are_checked_with_a_code_naming_the_field(
+    changes: dict[str, Any], code: str, field: str
+) -> None:
+    with pytest.raises(DiscoveryError) as info:
+        ProviderMetadata.from_dict(metadata_doc(**changes), allow_insecure_http=False)
+    assert info.value.error == code and field in info.value.description
+
+
+def test_metadata_keeps_the_whole_document_and_is_immutable() -> None:
+    doc = metadata_doc(raw="not ours", userinfo_signing_alg_values_supported=["RS256"])
+    metadata = ProviderMetadata.from_dict(doc, allow_insecure_http=False)
+    assert metadata.raw == doc and metadata.userinfo_endpoint == f"{ISSUER}/userinfo"
+    assert metadata.id_token_signing_alg_values_supported == tuple(
+        doc["id_token_signing_alg_values_supported"]
+    )
+    with pytest.raises(ValueError, match="frozen"):
+        metadata.issuer = "https://other.example.com"  # type: ignore[misc]
+
+
+def test_loopback_http_endpoints_need_the_insecure_policy_and_no_context_refuses_them() -> None:
+    loopback = "http://127.0.0.1:9000"
+    doc = metadata_doc(loopback)
+    assert ProviderMetadata.from_dict(doc, allow_insecure_http=True).issuer == loopback
+    with pytest.raises(DiscoveryError, match="insecure_url"):
+        ProviderMetadata.from_dict(doc, allow_insecure_http=False)
+    with pytest.raises(ValueError, match="must use https"):
+        ProviderMetadata.model_validate(doc)
+
+
 def test_discovery_5xx_is_idp_unavailable(idp: FakeIdP) -> None:
     idp.routes["/.well-known/openid-configuration"] = lambda r: httpx.Response(502)
     with pytest.raises(IdPUnavailableError):
@@ -126,77 +169,3 @@ def test_metadata_cache_raises_without_any_good_copy(idp: FakeIdP) -> None:
     idp.routes["/.well-known/openid-configuration"] = lambda r: httpx.Response(503)
     with pytest.raises(IdPUnavailableError):
         MetadataCache(idp.client(), ISSUER, allow_insecure_http=False).get()
-
-
-# -- JWKS --------------------------------------------------------------------------------------
-
-
-def test_jwks_empty_set_never_cached(keys: Keys, idp: FakeIdP) -> None:
-    clock = FakeClock()
-    idp.jwks["keys"] = []
-    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks", clock=clock)
-    with pytest.raises(IdPUnavailableError):
-        jwks.get_key("rsa1", "RS256")
-    idp.jwks["keys"] = [public_jwk(keys.rsa)]
-    assert jwks.get_key("rsa1", "RS256").kid == "rsa1"  # fetched again at once: nothing cached
-    assert idp.count("/jwks") == 2
-
-
-def test_jwks_set_of_only_unusable_keys_is_not_cached(idp: FakeIdP) -> None:
-    idp.jwks["keys"] = [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}, {"kty": "XYZ"}]
-    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks")
-    with pytest.raises(IdPUnavailableError):
-        jwks.get_key("h", "RS256")
-    assert jwks.key_set is None
-
-
-def test_jwks_failed_refresh_keeps_old_keys(keys: Keys, idp: FakeIdP) -> None:
-    clock = FakeClock()
-    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks", lifetime=100, clock=clock)
-    assert jwks.get_key("rsa1", "RS256").kid == "rsa1"
-    idp.routes["/jwks"] = lambda r: httpx.Response(500)
-    clock.sleep(101)
-    assert jwks.get_key("rsa1", "RS256").kid == "rsa1"
-    assert idp.count("/jwks") == 2
-    idp.routes["/jwks"] = lambda r: httpx.Response(200, json={"keys": []})
-    clock.sleep(31)
-    assert jwks.get_key("rsa1", "RS256").kid == "rsa1"  # an empty answer replaces nothing
-
-
-def test_jwks_lifetime_triggers_refetch(keys: Keys, idp: FakeIdP) -> None:
-    clock = FakeClock()
-    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks", lifetime=100, clock=clock)
-    jwks.get_key("rsa1", "RS256")
-    clock.sleep(50)
-    jwks.get_key("rsa1", "RS256")
-    assert idp.count("/jwks") == 1
-    clock.sleep(51)
-    jwks.get_key("rsa1", "RS256")
-    assert idp.count("/jwks") == 2
-
-
-def test_jwks_unknown_kid_cooldown(keys: Keys, idp: FakeIdP) -> None:
-    clock = FakeClock()
-    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks", refetch_cooldown=30, clock=clock)
-    jwks.get_key("rsa1", "RS256")
-    for _ in range(5):
-        with pytest.raises(TokenValidationError, match="unknown_kid"):
-            jwks.get_key("nope", "RS256")
-    assert idp.count("/jwks") == 1
-    clock.sleep(30)
-    with pytest.raises(TokenValidationError, match="unknown_kid"):
-        jwks.get_key("nope", "RS256")
-    assert idp.count("/jwks") == 2
-
-
-def test_jwks_use_enc_key_ignored(keys: Keys, idp: FakeIdP) -> None:
-    idp.jwks["keys"] = [public_jwk(keys.rsa, use="enc"), public_jwk(keys.ec)]
-    jwks = JWKSCache(idp.client(), f"{ISSUER}/jwks")
-    with pytest.raises(TokenValidationError, match="unknown_kid"):
-        jwks.get_key("rsa1", "RS256")
-
-
-def test_jwks_requests_carry_a_timeout(keys: Keys, idp: FakeIdP) -> None:
-    JWKSCache(idp.client(), f"{ISSUER}/jwks").get_key("rsa1", "RS256")
-    timeout = idp.requests[0].extensions["timeout"]
-    assert all(value is not None for value in timeout.values())

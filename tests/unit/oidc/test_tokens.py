@@ -1,20 +1,12 @@
-"""Token endpoint: client authentication, code exchange, refresh, revocation."""
+"""Token endpoint (OIDC Core 3.1.3, RFC 6749): code exchange, refresh, revocation."""
 
 from __future__ import annotations
 
-import base64
-from typing import Any
-
 import httpx
 import pytest
-from joserfc import jwt
-from joserfc.jwk import RSAKey
-from joserfc.jwt import JWTClaimsRegistry
-from oidc_testkit import ISSUER, FakeIdP, Keys, form
 
 from gatehouse.oidc import (
     ClientCredentials,
-    ConfigurationError,
     IdPUnavailableError,
     RefreshRefusedError,
     TokenEndpointError,
@@ -22,20 +14,7 @@ from gatehouse.oidc import (
     refresh,
     revoke,
 )
-
-TOKEN_URL = f"{ISSUER}/token"
-
-
-def answer(status: int = 200, **body: Any):
-    return lambda request: httpx.Response(status, json=body)
-
-
-def ok_tokens(**extra: Any) -> dict[str, Any]:
-    body = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 300,
-            "id_token": "a.b.c", "refresh_token": "rt-1"}  # fmt: skip
-    body.update(extra)
-    return {k: v for k, v in body.items() if v is not None}
-
+from unit.oidc.oidc_testkit import FakeIdP, answer, form, ok_tokens
 
 SECRET_CLIENT = ClientCredentials("client:1", "p@ss w:rd%/é", "client_secret_basic")
 
@@ -107,70 +86,6 @@ def test_token_endpoint_timeout_is_idp_unavailable(metadata) -> None:
         refresh(client, metadata, SECRET_CLIENT, "rt")
 
 
-def test_client_secret_basic_encodes_special_characters(idp: FakeIdP, metadata) -> None:
-    idp.routes["/token"] = answer(**ok_tokens())
-    refresh(idp.client(), metadata, SECRET_CLIENT, "rt")
-    request = idp.requests[-1]
-    scheme, _, value = request.headers["authorization"].partition(" ")
-    assert scheme == "Basic"
-    decoded = base64.b64decode(value).decode()
-    assert decoded == "client%3A1:p%40ss+w%3Ard%25%2F%C3%A9"
-    assert "client_secret" not in form(request)
-
-
-def test_client_secret_post_puts_credentials_in_body(idp: FakeIdP, metadata) -> None:
-    idp.routes["/token"] = answer(**ok_tokens())
-    client = ClientCredentials("client-1", "s3cret", "client_secret_post")
-    refresh(idp.client(), metadata, client, "rt")
-    request = idp.requests[-1]
-    assert "authorization" not in request.headers
-    assert form(request)["client_id"] == "client-1"
-    assert form(request)["client_secret"] == "s3cret"
-
-
-def test_public_client_sends_only_client_id(idp: FakeIdP, metadata) -> None:
-    idp.routes["/token"] = answer(**ok_tokens())
-    refresh(idp.client(), metadata, ClientCredentials("cli", auth_method="none"), "rt")
-    body = form(idp.requests[-1])
-    assert body["client_id"] == "cli" and "client_secret" not in body
-
-
-def test_private_key_jwt_assertion_verifies(keys: Keys, idp: FakeIdP, metadata) -> None:
-    idp.routes["/token"] = answer(**ok_tokens())
-    client_key = RSAKey.generate_key(2048, parameters={"kid": "client-key"})
-    client = ClientCredentials("client-1", auth_method="private_key_jwt",
-                               private_key_jwk=client_key.as_dict(private=True))  # fmt: skip
-    refresh(idp.client(), metadata, client, "rt")
-    body = form(idp.requests[-1])
-    assert body["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-    public = RSAKey.import_key(client_key.as_dict(private=False))
-    token = jwt.decode(body["client_assertion"], public, algorithms=["RS256"])
-    assert token.header["kid"] == "client-key"
-    JWTClaimsRegistry(
-        iss={"essential": True, "value": "client-1"},
-        sub={"essential": True, "value": "client-1"},
-        aud={"essential": True, "value": TOKEN_URL},
-        jti={"essential": True},
-        exp={"essential": True},
-    ).validate(token.claims)
-    assert 0 < token.claims["exp"] - token.claims["iat"] <= 60
-
-
-def test_private_key_jwt_requires_a_private_key(keys: Keys) -> None:
-    with pytest.raises(ConfigurationError):
-        ClientCredentials("c", auth_method="private_key_jwt")
-    public_only = ClientCredentials("c", auth_method="private_key_jwt",
-                                    private_key_jwk=keys.rsa.as_dict(private=False))  # fmt: skip
-    from gatehouse.oidc import build_client_assertion
-
-    with pytest.raises(ConfigurationError, match="invalid_client_key"):
-        build_client_assertion(public_only, TOKEN_URL)
-
-
-def test_client_credentials_repr_hides_secret() -> None:
-    assert "s3cret" not in repr(ClientCredentials("c", "s3cret"))
-
-
 def test_revoke_posts_token_and_hint(idp: FakeIdP, metadata) -> None:
     idp.routes["/revoke"] = lambda r: httpx.Response(200)
     assert revoke(idp.client(), metadata, SECRET_CLIENT, "rt-1", "refresh_token") is True
@@ -184,7 +99,7 @@ def test_revoke_503_is_idp_unavailable(idp: FakeIdP, metadata) -> None:
 
 
 def test_revoke_without_endpoint_returns_false(idp: FakeIdP) -> None:
-    from oidc_testkit import make_metadata
+    from unit.oidc.oidc_testkit import make_metadata
 
     metadata = make_metadata(revocation_endpoint=None)
     assert revoke(idp.client(), metadata, SECRET_CLIENT, "rt-1") is False

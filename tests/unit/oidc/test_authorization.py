@@ -1,11 +1,10 @@
-"""Authorization request / response (OIDC Core 3.1.2, RFC 9207) and PKCE (RFC 7636)."""
+"""Authorization request / response (OIDC Core 3.1.2, RFC 9207)."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from oidc_testkit import ISSUER, make_metadata
 
 from gatehouse.oidc import (
     AuthorizationResponseError,
@@ -14,24 +13,11 @@ from gatehouse.oidc import (
     IdPErrorResponse,
     build_authorization_request,
     challenge_s256,
-    generate_verifier,
     parse_authorization_response,
 )
+from unit.oidc.oidc_testkit import ISSUER, make_metadata
 
 REDIRECT = "https://gatehouse.example.com/auth/oidc/callback"
-
-
-def test_pkce_rfc7636_appendix_b_vector() -> None:
-    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
-    assert challenge_s256(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-
-
-def test_pkce_verifier_length_and_alphabet() -> None:
-    verifier = generate_verifier()
-    assert 43 <= len(verifier) <= 128
-    assert generate_verifier() != verifier
-    with pytest.raises(ValueError):
-        challenge_s256("short")
 
 
 def test_authorization_request_carries_state_nonce_pkce() -> None:

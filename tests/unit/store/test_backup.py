@@ -1,4 +1,5 @@
-"""`gatehouse db backup` / `restore` on SQLite: consistent copy, refusal of non-Gatehouse files."""
+"""store.backup, behind `gatehouse db backup` / `restore`, on SQLite: consistent copy, refusal of
+non-Gatehouse files."""
 
 from __future__ import annotations
 
