@@ -39,6 +39,11 @@ run: $(RUN_STAMP)
 test: $(TEST_STAMP) $(NPM_STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
+## Build the container image and run it with podman (root; bootstraps debian:bookworm-slim once)
+.PHONY: image-test
+image-test: $(TEST_STAMP) $(NPM_STAMP)
+	$(PY) -m pytest -m image tests/image --durations=10
+
 ## A console configured and activated against the test IdP, with demo users
 demo: $(TEST_STAMP) $(NPM_STAMP)
 	$(PY) tests/idp/demo.py

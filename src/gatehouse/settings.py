@@ -40,7 +40,11 @@ def is_loopback_host(host: str | None) -> bool:
 class Settings(BaseSettings):
     """Gatehouse configuration. Each field maps to ``GATEHOUSE_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEHOUSE_", extra="ignore")
+    # An empty variable counts as unset: container platforms write ``NAME=`` for an optional
+    # value left blank (Compose's ``${NAME:-}``), and an empty join token must not be sent.
+    model_config = SettingsConfigDict(
+        env_prefix="GATEHOUSE_", extra="ignore", env_ignore_empty=True
+    )
 
     data_dir: Path = Field(
         default=Path(".gatehouse"),
