@@ -188,7 +188,6 @@ def console(
     )
     runtime = Runtime(settings)
     runtime.start()
-    runtime._started = True  # type: ignore[attr-defined]
     runtime.users.ttl = 0.0
     e2e_server.switchboard.target = create_app(runtime=runtime)
     try:

@@ -43,7 +43,6 @@ def live_server(tmp_path: Path, sqlite_url: str) -> Iterator[LiveServer]:
     )
     rt = Runtime(settings)
     rt.start()
-    rt._started = True  # type: ignore[attr-defined]
     rt.users.ttl = 0.0
     app = create_app(runtime=rt)
     server = uvicorn.Server(

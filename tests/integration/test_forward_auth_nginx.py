@@ -227,7 +227,6 @@ def stack(
         make_settings(tmp_path, sqlite_url, public_url=base, trusted_proxies="127.0.0.1")
     )
     runtime.start()
-    runtime._started = True  # type: ignore[attr-defined]
     configure_idp(runtime, provider)
     with runtime.db.session() as db:
         from gatehouse.domain import users

@@ -109,7 +109,6 @@ def serve(
         rt.start()
     except Exception as exc:
         raise fail(f"Could not prepare the database at {_safe_url(settings)}: {exc}") from exc
-    rt._started = True  # type: ignore[attr-defined]
     if settings.role == "console":
         password = rt.ensure_initial_admin()
         if password is not None:

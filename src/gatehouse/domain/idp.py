@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from gatehouse.domain import audit, changes
 from gatehouse.domain.audit import Actor
-from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain.crypto import EncryptionContext, SecretBox
 from gatehouse.domain.errors import Conflict, InvalidInput, PreconditionFailed
 from gatehouse.domain.idp_state import get_state
 from gatehouse.domain.users import ROLE_NAMES
@@ -72,8 +72,6 @@ TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_
 UserClaim = Literal["preferred_username", "email"]
 
 DEFAULT_SCOPES: tuple[str, ...] = ("openid", "profile", "email")
-SECRET_CONTEXT = "idp_config.client_secret"  # noqa: S105 - an encryption context label
-KEY_CONTEXT = "idp_config.private_key_jwk"
 
 #: RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,100}$")
@@ -389,10 +387,10 @@ def save_config(
             raise InvalidInput(
                 "The client secret is too long.", code="invalid_idp_config", field="client_secret"
             )
-        secret_enc = box.encrypt_str(client_secret, context=SECRET_CONTEXT)
+        secret_enc = box.encrypt_str(client_secret, context=EncryptionContext.IDP_CLIENT_SECRET)
     if private_key_jwk is not None and private_key_jwk != "":
         _check_private_key(settings, private_key_jwk)
-        key_enc = box.encrypt_str(private_key_jwk, context=KEY_CONTEXT)
+        key_enc = box.encrypt_str(private_key_jwk, context=EncryptionContext.IDP_PRIVATE_KEY)
     method = settings.token_endpoint_auth_method
     if method in ("client_secret_basic", "client_secret_post") and secret_enc is None:
         raise InvalidInput(
@@ -623,15 +621,11 @@ class IdPService:
         if row is None:
             raise IdPNotConfigured(f"IdP configuration version {version} does not exist.")
         settings = parse_settings(row.data, allow_insecure_http=self.allow_insecure_http)
-        secret = (
-            self._box.decrypt_str(row.client_secret_enc, context=SECRET_CONTEXT)
-            if row.client_secret_enc is not None
-            else None
+        secret = self._box.decrypt_optional(
+            row.client_secret_enc, context=EncryptionContext.IDP_CLIENT_SECRET
         )
-        key = (
-            self._box.decrypt_str(row.private_key_jwk_enc, context=KEY_CONTEXT)
-            if row.private_key_jwk_enc is not None
-            else None
+        key = self._box.decrypt_optional(
+            row.private_key_jwk_enc, context=EncryptionContext.IDP_PRIVATE_KEY
         )
         return settings, secret, key
 

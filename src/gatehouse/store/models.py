@@ -193,6 +193,8 @@ class Session(Base):
     idp_sid: Mapped[str | None] = mapped_column(String(255), index=True)
     idp_config_version: Mapped[int | None] = mapped_column(Integer)
     id_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the ID token's claims as the validator verified them (JSON, encrypted)
+    id_token_claims_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     id_token_expires_at: Mapped[datetime | None]
     refresh_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     access_token_expires_at: Mapped[datetime | None]
@@ -330,6 +332,14 @@ class ChangeLog(Base):
     entity: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: The keys of ``key_values`` in use (one row each).
+INITIAL_ADMIN_KEY = "initial_admin"
+#: Environment role: the console URL and this server's credential (encrypted, base64).
+SYNC_CREDENTIAL_KEY = "sync.credential"
+#: Environment role: revision, IdP fingerprint, last success and last error of the sync.
+SYNC_STATE_KEY = "sync.state"
 
 
 class KeyValue(Base):

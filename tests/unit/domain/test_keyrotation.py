@@ -18,19 +18,26 @@ import pytest
 from sqlalchemy import LargeBinary, select
 
 from gatehouse.domain import keyrotation
-from gatehouse.domain.crypto import DecryptionError, SecretBox, key_id_of
-from gatehouse.domain.idp import KEY_CONTEXT, SECRET_CONTEXT
-from gatehouse.domain.oidc_login import FLOW_CONTEXT, ID_TOKEN_CONTEXT, REFRESH_TOKEN_CONTEXT
+from gatehouse.domain.crypto import DecryptionError, EncryptionContext, SecretBox, key_id_of
 from gatehouse.runtime import Runtime
+from gatehouse.store.models import SYNC_CREDENTIAL_KEY as CREDENTIAL_KEY
 from gatehouse.store.models import Base, IdPConfig, KeyValue, OIDCFlow, Session, User, utcnow
-from gatehouse.sync.puller import CREDENTIAL_CONTEXT, CREDENTIAL_KEY
 from helpers import make_settings
+
+SECRET_CONTEXT = EncryptionContext.IDP_CLIENT_SECRET
+KEY_CONTEXT = EncryptionContext.IDP_PRIVATE_KEY
+FLOW_CONTEXT = EncryptionContext.OIDC_FLOW
+ID_TOKEN_CONTEXT = EncryptionContext.SESSION_ID_TOKEN
+CLAIMS_CONTEXT = EncryptionContext.SESSION_ID_TOKEN_CLAIMS
+REFRESH_TOKEN_CONTEXT = EncryptionContext.SESSION_REFRESH_TOKEN
+CREDENTIAL_CONTEXT = EncryptionContext.SYNC_CREDENTIAL
 
 SECRETS = {
     "client_secret": "idp-client-secret-value",
     "jwk": '{"kty":"EC","d":"private"}',
     "refresh": "refresh-token-value",
     "id_token": "id.token.value",
+    "claims": '{"sub":"alice-sub"}',
     "flow": '{"nonce":"n"}',
     "credential": "environment-credential-value",
 }
@@ -75,6 +82,7 @@ def seed(rt: Runtime, sessions: int = 7) -> None:
                         SECRETS["refresh"], context=REFRESH_TOKEN_CONTEXT
                     ),
                     id_token_enc=box.encrypt_str(SECRETS["id_token"], context=ID_TOKEN_CONTEXT),
+                    id_token_claims_enc=box.encrypt_str(SECRETS["claims"], context=CLAIMS_CONTEXT),
                 )
             )
         db.add(
@@ -114,6 +122,9 @@ def read_all(rt: Runtime, box: SecretBox) -> dict[str, Any]:
             "id_token": {
                 box.decrypt_str(r.id_token_enc or b"", context=ID_TOKEN_CONTEXT) for r in rows
             },
+            "claims": {
+                box.decrypt_str(r.id_token_claims_enc or b"", context=CLAIMS_CONTEXT) for r in rows
+            },
             "flow": box.decrypt_str(flow.data_enc, context=FLOW_CONTEXT + "s" * 64),
             "credential": box.decrypt_str(
                 base64.b64decode(kv.value["credential_enc"]), context=CREDENTIAL_CONTEXT
@@ -121,7 +132,12 @@ def read_all(rt: Runtime, box: SecretBox) -> dict[str, Any]:
         }
 
 
-EXPECTED = {**SECRETS, "refresh": {SECRETS["refresh"]}, "id_token": {SECRETS["id_token"]}}
+EXPECTED = {
+    **SECRETS,
+    "refresh": {SECRETS["refresh"]},
+    "id_token": {SECRETS["id_token"]},
+    "claims": {SECRETS["claims"]},
+}
 
 
 def test_key_file_is_created_0600_and_values_at_rest_are_ciphertext(
@@ -147,6 +163,18 @@ def test_every_encrypted_column_is_known_to_the_rotation() -> None:
     assert binary == {c.name for c in keyrotation.COLUMNS}
 
 
+def test_every_encryption_context_is_known_to_the_rotation() -> None:
+    """The one table of contexts and the rotation's table of columns name the same labels."""
+    used = {c.context("pk") for c in keyrotation.COLUMNS} | {
+        keyrotation.CREDENTIAL_CONTEXT.encode()
+    }
+    labels = {
+        (label + "pk" if label is EncryptionContext.OIDC_FLOW else label).encode()
+        for label in EncryptionContext
+    }
+    assert used == labels
+
+
 def test_rotation_reencrypts_everything_while_a_server_keeps_working(
     file_runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -166,7 +194,7 @@ def test_rotation_reencrypts_everything_while_a_server_keeps_working(
             with_new.db, with_new.box, with_new.tokens, batch_size=3
         )
         assert report.old == 0 and report.unreadable == 0
-        assert report.rewritten == 2 + 7 * 2 + 1 + 1 + 1  # idp x2, sessions x2, flow, key, cred
+        assert report.rewritten == 2 + 7 * 3 + 1 + 1 + 1  # idp x2, sessions x3, flow, key, cred
         assert kid is not None
         # the server that started before the rotation reads the new ciphertexts at once
         assert read_all(file_runtime, file_runtime.box) == EXPECTED

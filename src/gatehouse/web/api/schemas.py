@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gatehouse.domain import users
-from gatehouse.runtime import UserSnapshot
+from gatehouse.domain.user_cache import UserSnapshot
 from gatehouse.store.models import User
 
 

@@ -11,6 +11,7 @@ from gatehouse.domain import audit, local_auth, passwords, sessions, users
 from gatehouse.domain.errors import DomainError
 from gatehouse.domain.idp_state import display_name, get_state, password_policy
 from gatehouse.domain.ratelimit import SIGN_IN
+from gatehouse.domain.signin import logout_url
 from gatehouse.metrics import PASSWORD_LOGIN
 from gatehouse.web.console.forms import ConsoleUser, Form, field
 from gatehouse.web.deps import RuntimeDep, actor_of, resolve_principal, session_cookie_name
@@ -124,8 +125,7 @@ def login_local(request: Request, form: Form, rt: RuntimeDep) -> Response:
 def logout(request: Request, form: Form, rt: RuntimeDep) -> Response:
     raw = request.cookies.get(session_cookie_name(rt))
     principal = resolve_principal(request)
-    response: Response = RedirectResponse("/login", status_code=303)
-    hook = getattr(request.app.state, "logout_hook", None)
+    target = "/login"
     if raw:
         with rt.db.session() as db:
             row = sessions.revoke(db, raw, "logout")
@@ -137,8 +137,9 @@ def logout(request: Request, form: Form, rt: RuntimeDep) -> Response:
                     target_type="user",
                     target_id=principal.user.id,
                 )
-                if hook is not None:
-                    response = hook(request, db, row)
+                # an OIDC session also ends at the IdP (RP-initiated logout), when it offers that
+                target = logout_url(rt.signin, db, row) or target
+    response = RedirectResponse(target, status_code=303)
     response.delete_cookie(session_cookie_name(rt), path="/")
     return response
 

@@ -103,7 +103,7 @@ def revoke_token(
             db, actor_of(request, principal), token_id, owner_id=principal.user.id
         )
         name = token.name
-    request.app.state.api_token_verifier.forget()
+    rt.api_tokens.forget()
     response = RedirectResponse("/tokens", status_code=303)
     flash(response, request, f"Revoked the token “{name}”. It stops working within seconds.")
     return response
