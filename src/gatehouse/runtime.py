@@ -79,6 +79,10 @@ class Runtime:
         #: Registered app origins, for every redirect check (see ``web.redirects``).
         self.app_origins = OriginCache(self.db.engine.raw_connection)
         self.idp = IdPService(self.db, self.box, allow_insecure_http=settings.allow_insecure_http)
+        #: Proxies whose X-Forwarded-For is believed (``web.net.client_ip``).
+        self.trusted_proxies = frozenset(
+            p.strip() for p in settings.trusted_proxies.split(",") if p.strip()
+        )
         #: Per-client-address limits shared by every replica (database, or Redis when set).
         self.ratelimit = RateLimiter(self.db, settings.redis_url)
         #: ``Bearer gth_…``: API tokens for automation (a validated lookup is cached briefly).

@@ -98,8 +98,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """Build the ASGI app. ``runtime.start()`` (migrations, keys) runs at start-up, then the
     background services of :func:`gatehouse.lifecycle.background_services` until shutdown.
 
-    ``app.state`` holds the runtime and the trusted proxies only: every service is reached
-    through the runtime (``web.deps``), none is installed on the app."""
+    ``app.state`` holds the runtime only: every service is reached through it (``web.deps``),
+    none is installed on the app."""
     if runtime is None:
         runtime = Runtime(settings or load_settings())
     rt = runtime
@@ -121,9 +121,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/openapi.json",
     )
     app.state.runtime = rt
-    app.state.trusted_proxies = frozenset(
-        p.strip() for p in rt.settings.trusted_proxies.split(",") if p.strip()
-    )
     install_error_handlers(app)
     logredact.install()
     app.add_middleware(SecurityMiddleware, settings=rt.settings)
