@@ -33,9 +33,11 @@ test: $(STAMP) $(NPM_STAMP)
 demo: $(STAMP) $(NPM_STAMP)
 	$(PY) tests/idp/demo.py
 
+## ruff, and the import graph of src/gatehouse: no cycles, layers import downward only
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_architecture.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
