@@ -79,10 +79,7 @@ class Runtime:
         #: Registered app origins, for every redirect check (see ``web.redirects``).
         self.app_origins = OriginCache(self.db.engine.raw_connection)
         self.idp = IdPService(self.db, self.box, allow_insecure_http=settings.allow_insecure_http)
-        #: Proxies whose X-Forwarded-For is believed (``web.net.client_ip``).
-        self.trusted_proxies = frozenset(
-            p.strip() for p in settings.trusted_proxies.split(",") if p.strip()
-        )
+        self._trusted_proxies: tuple[str, frozenset[str]] = ("", frozenset())
         #: Per-client-address limits shared by every replica (database, or Redis when set).
         self.ratelimit = RateLimiter(self.db, settings.redis_url)
         #: ``Bearer gth_…``: API tokens for automation (a validated lookup is cached briefly).
@@ -99,6 +96,15 @@ class Runtime:
         )
         #: Checks every console session it is given; refreshes OIDC sessions' IdP tokens.
         self.session_keeper = SessionKeeper(self.signin)
+
+    @property
+    def trusted_proxies(self) -> frozenset[str]:
+        """Proxies whose X-Forwarded-For is believed (``web.net.client_ip``), from settings."""
+        raw = self.settings.trusted_proxies
+        if raw != self._trusted_proxies[0]:
+            parsed = frozenset(p.strip() for p in raw.split(",") if p.strip())
+            self._trusted_proxies = (raw, parsed)
+        return self._trusted_proxies[1]
 
     @property
     def session(self) -> Callable[[], AbstractContextManager[Session]]:

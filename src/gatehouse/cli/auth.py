@@ -135,6 +135,7 @@ def _session_json(session: StoredSession) -> dict[str, Any]:
 
 
 # -- gatehouse login ----------------------------------------------------------------------------
+# Long on purpose: two thirds of it are the option declarations Typer reads.
 def login(
     server_url: Annotated[
         str, typer.Argument(help="The Gatehouse server, e.g. https://gh.example.com")

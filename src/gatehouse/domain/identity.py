@@ -213,6 +213,26 @@ def _jit_username(value: str) -> str:
     return users.validate_username(value)
 
 
+def _create_jit_user(db: Session, value: str, claims: Mapping[str, Any]) -> User:
+    """Just-in-time provisioning: a new IT user named by the matching claim ``value``."""
+    email = claims.get("email") if claims.get("email_verified") is True else None
+    name = claims.get("name")
+    try:
+        return users.create_user(
+            db,
+            Actor.system("jit"),
+            username=_jit_username(value),
+            email=email if isinstance(email, str) else None,
+            display_name=name if isinstance(name, str) else None,
+        )
+    except DomainError as exc:
+        raise _refuse(
+            "unknown_user",
+            "There is no Gatehouse account for you and one could not be created "
+            f"automatically ({exc.detail}). Ask an administrator.",
+        ) from exc
+
+
 def match_user(
     db: Session,
     settings: IdPSettings,
@@ -234,22 +254,7 @@ def match_user(
     user = resolution.user
     if resolution.action == "create":
         assert resolution.value is not None
-        email = claims.get("email") if claims.get("email_verified") is True else None
-        name = claims.get("name")
-        try:
-            user = users.create_user(
-                db,
-                Actor.system("jit"),
-                username=_jit_username(resolution.value),
-                email=email if isinstance(email, str) else None,
-                display_name=name if isinstance(name, str) else None,
-            )
-        except DomainError as exc:
-            raise _refuse(
-                "unknown_user",
-                "There is no Gatehouse account for you and one could not be created "
-                f"automatically ({exc.detail}). Ask an administrator.",
-            ) from exc
+        user = _create_jit_user(db, resolution.value, claims)
     assert user is not None
     _check_enabled(user)
     if resolution.action in ("bind", "create"):

@@ -351,6 +351,42 @@ def _stored(row: IdPConfig, allow_insecure_http: bool) -> StoredConfig:
     )
 
 
+def _client_credentials(
+    settings: IdPSettings,
+    previous: IdPConfig | None,
+    box: SecretBox,
+    *,
+    client_secret: str | None,
+    private_key_jwk: str | None,
+) -> tuple[bytes | None, bytes | None]:
+    """The encrypted client secret and private key of a new version: a new value replaces the
+    previous one, none keeps it; the chosen client authentication must have what it needs."""
+    secret_enc = previous.client_secret_enc if previous is not None else None
+    key_enc = previous.private_key_jwk_enc if previous is not None else None
+    if client_secret is not None and client_secret != "":
+        if len(client_secret) > 1024:
+            raise InvalidInput(
+                "The client secret is too long.", code="invalid_idp_config", field="client_secret"
+            )
+        secret_enc = box.encrypt_str(client_secret, context=EncryptionContext.IDP_CLIENT_SECRET)
+    if private_key_jwk is not None and private_key_jwk != "":
+        _check_private_key(settings, private_key_jwk)
+        key_enc = box.encrypt_str(private_key_jwk, context=EncryptionContext.IDP_PRIVATE_KEY)
+    method = settings.token_endpoint_auth_method
+    if method in ("client_secret_basic", "client_secret_post") and secret_enc is None:
+        raise InvalidInput(
+            f"{method} needs the client secret.", code="invalid_idp_config", field="client_secret"
+        )
+    if method == "private_key_jwt" and key_enc is None:
+        raise InvalidInput(
+            "private_key_jwt needs the client's private key (a JWK).",
+            code="invalid_idp_config",
+            field="private_key_jwk",
+        )
+    return secret_enc, key_enc
+
+
+# Long on purpose: one transaction (check, store, audit) read top to bottom.
 def save_config(
     db: Session,
     actor: Actor,
@@ -380,28 +416,10 @@ def save_config(
             f"{if_match}). Reload it and apply your change again.",
         )
     previous = db.get(IdPConfig, current) if current is not None else None
-    secret_enc = previous.client_secret_enc if previous is not None else None
-    key_enc = previous.private_key_jwk_enc if previous is not None else None
-    if client_secret is not None and client_secret != "":
-        if len(client_secret) > 1024:
-            raise InvalidInput(
-                "The client secret is too long.", code="invalid_idp_config", field="client_secret"
-            )
-        secret_enc = box.encrypt_str(client_secret, context=EncryptionContext.IDP_CLIENT_SECRET)
-    if private_key_jwk is not None and private_key_jwk != "":
-        _check_private_key(settings, private_key_jwk)
-        key_enc = box.encrypt_str(private_key_jwk, context=EncryptionContext.IDP_PRIVATE_KEY)
+    secret_enc, key_enc = _client_credentials(
+        settings, previous, box, client_secret=client_secret, private_key_jwk=private_key_jwk
+    )
     method = settings.token_endpoint_auth_method
-    if method in ("client_secret_basic", "client_secret_post") and secret_enc is None:
-        raise InvalidInput(
-            f"{method} needs the client secret.", code="invalid_idp_config", field="client_secret"
-        )
-    if method == "private_key_jwt" and key_enc is None:
-        raise InvalidInput(
-            "private_key_jwt needs the client's private key (a JWK).",
-            code="invalid_idp_config",
-            field="private_key_jwk",
-        )
     version = int(db.scalar(select(func.coalesce(func.max(IdPConfig.version), 0))) or 0) + 1
     row = IdPConfig(
         version=version,
