@@ -185,16 +185,7 @@ def _apply_group_roles(
     for key, (role, env) in wanted.items():
         if key in existing:
             continue  # already held (manually or by a group): nothing to add
-        user.assignments.append(
-            RoleAssignment(
-                role=role,
-                role_id=role.id,
-                environment=env,
-                environment_id=env.id if env else None,
-                scope_key=key[1],
-                source="group",
-            )
-        )
+        user.assignments.append(RoleAssignment.grant(role, env, source="group"))
         added.append(f"{role.name}@{key[1]}")
     if added or removed:
         db.flush()

@@ -46,6 +46,7 @@ from gatehouse.oidc import (
     ProviderMetadata,
     build_client_assertion,
     check_issuer_url,
+    fetch_userinfo,
 )
 from gatehouse.oidc.id_token import MAX_LEEWAY_SECONDS
 from gatehouse.store.db import Database
@@ -536,6 +537,23 @@ class IdPContext:
                     refetch_cooldown=self.jwks_refetch_cooldown,
                 )
             return self._jwks
+
+    def userinfo(
+        self, access_token: str, subject: str, client_id: str | None = None
+    ) -> dict[str, Any]:
+        """The UserInfo claims for ``access_token``; their ``sub`` must be ``subject`` (OIDC
+        Core 5.3.4). ``client_id``: the client the token was issued to (default: the web one).
+
+        :raises IdPUnavailableError | DiscoveryError | UserInfoError | TokenValidationError:
+        """
+        return fetch_userinfo(
+            self.http,
+            self.metadata(),
+            access_token,
+            subject,
+            jwks=self.jwks,
+            client_id=client_id or self.settings.client_id,
+        )
 
     def id_token_validator(self, client_id: str | None = None) -> IDTokenValidator:
         """A validator for ID tokens issued to ``client_id`` (default: the web client)."""

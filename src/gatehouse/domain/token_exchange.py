@@ -51,7 +51,6 @@ from gatehouse.oidc import (
     IdPUnavailableError,
     TokenValidationError,
     UserInfoError,
-    fetch_userinfo,
     validate_id_token,
 )
 from gatehouse.store.models import User
@@ -112,9 +111,7 @@ def _native_context(svc: SignInServices) -> tuple[IdPContext, str]:
 def _userinfo(ctx: IdPContext, client_id: str, access_token: str, sub: str) -> dict[str, Any]:
     """UserInfo for the tool's IdP access token; its ``sub`` must be ``sub``."""
     try:
-        return fetch_userinfo(
-            ctx.http, ctx.metadata(), access_token, sub, jwks=ctx.jwks, client_id=client_id
-        )
+        return ctx.userinfo(access_token, sub, client_id)
     except (IdPUnavailableError, DiscoveryError) as exc:
         raise _unavailable("userinfo") from exc
     except (UserInfoError, TokenValidationError) as exc:

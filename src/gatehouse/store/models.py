@@ -122,6 +122,21 @@ class RoleAssignment(Base):
     role: Mapped[Role] = relationship(lazy="joined")
     environment: Mapped[Environment | None] = relationship(lazy="joined")
 
+    @classmethod
+    def grant(
+        cls, role: Role, environment: Environment | None, *, source: str = "manual"
+    ) -> RoleAssignment:
+        """``role`` everywhere (``environment`` None) or in one environment."""
+        environment_id = environment.id if environment is not None else None
+        return cls(
+            role=role,
+            role_id=role.id,
+            environment=environment,
+            environment_id=environment_id,
+            scope_key=scope_key_for(environment_id),
+            source=source,
+        )
+
 
 class Environment(Base):
     __tablename__ = "environments"

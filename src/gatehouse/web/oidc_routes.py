@@ -19,6 +19,7 @@ from gatehouse.domain.ratelimit import CALLBACK, OIDC_START
 from gatehouse.domain.signin import (
     CALLBACK_PATH,
     FLOW_LIFETIME,
+    Callback,
     Restart,
     SignedIn,
     SignInError,
@@ -128,14 +129,14 @@ def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
                 "The answer from the identity provider repeats a parameter.",
                 code="duplicate_parameter",
             )
-        result = finish_flow(
-            rt.signin,
-            params,
+        callback = Callback(
+            params=params,
             browser_secret=request.cookies.get(BROWSER_COOKIE),
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
             replaces=request.cookies.get(session_cookie_name(rt)),
         )
+        result = finish_flow(rt.signin, callback)
     except SignInError as exc:
         return _failure_page(request, exc)
     if isinstance(result, Restart):

@@ -14,7 +14,7 @@ in and turns results and :class:`SignInError` into responses. Protocol checks ar
 :mod:`gatehouse.oidc`; this package decides what they mean for a Gatehouse session.
 """
 
-from gatehouse.domain.signin.callback import Restart, SignedIn, TestSignIn, finish_flow
+from gatehouse.domain.signin.callback import Callback, Restart, SignedIn, TestSignIn, finish_flow
 from gatehouse.domain.signin.common import SignInError, SignInServices
 from gatehouse.domain.signin.flow import CALLBACK_PATH, FLOW_LIFETIME, FlowStart, start_flow
 from gatehouse.domain.signin.logout import backchannel_logout, logout_url
@@ -24,6 +24,7 @@ __all__ = [
     "CALLBACK_PATH",
     "FLOW_LIFETIME",
     "REFRESH_MARGIN",
+    "Callback",
     "FlowStart",
     "Restart",
     "SessionKeeper",

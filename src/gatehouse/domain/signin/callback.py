@@ -44,7 +44,6 @@ from gatehouse.oidc import (
     UserInfoError,
     VerifiedIDTokenClaims,
     exchange_code,
-    fetch_userinfo,
     parse_authorization_response,
 )
 from gatehouse.store.models import utcnow
@@ -53,6 +52,20 @@ from gatehouse.store.models import utcnow
 INTERACTION_ERRORS = frozenset(
     {"login_required", "interaction_required", "consent_required", "account_selection_required"}
 )
+
+
+@dataclass(frozen=True)
+class Callback:
+    """What the browser brought to the redirect URI."""
+
+    #: the query parameters (each at most once: the route refuses repeated ones)
+    params: Mapping[str, str]
+    #: the cookie that binds the flow to the browser that started it
+    browser_secret: str | None
+    ip: str | None
+    user_agent: str | None
+    #: the session cookie the browser still had: that session ends (the id rotates at sign-in)
+    replaces: str | None
 
 
 @dataclass(frozen=True)
@@ -175,14 +188,7 @@ def _userinfo(
     ):
         return None
     try:
-        return fetch_userinfo(
-            ctx.http,
-            metadata,
-            access_token,
-            str(claims["sub"]),
-            jwks=ctx.jwks,
-            client_id=ctx.settings.client_id,
-        )
+        return ctx.userinfo(access_token, str(claims["sub"]))
     except IdPUnavailableError as exc:
         raise idp_unavailable("userinfo") from exc
     except (UserInfoError, TokenValidationError) as exc:
@@ -229,26 +235,18 @@ def _session_fields(
     }
 
 
-def finish_flow(
-    svc: SignInServices,
-    params: Mapping[str, str],
-    *,
-    browser_secret: str | None,
-    ip: str | None,
-    user_agent: str | None,
-    replaces: str | None,
-) -> SignedIn | TestSignIn | Restart:
-    """Finish a sign-in from the callback's query parameters. Counts every outcome.
+def finish_flow(svc: SignInServices, callback: Callback) -> SignedIn | TestSignIn | Restart:
+    """Finish a sign-in from what came back to the redirect URI. Counts every outcome.
 
     :raises SignInError: with the outcome as ``code``
     """
     try:
-        result = _finish(svc, params, browser_secret, ip, user_agent, replaces)
+        result = _finish(svc, callback)
     except SignInError as exc:
         OIDC_CALLBACK.labels(outcome=exc.code).inc()
         audit.record_now(
             svc.db.session,
-            Actor.anonymous(ip),
+            Actor.anonymous(callback.ip),
             "login.oidc",
             outcome="failure",
             reason=exc.code,
@@ -262,18 +260,11 @@ def finish_flow(
     return result
 
 
-def _finish(
-    svc: SignInServices,
-    params: Mapping[str, str],
-    browser_secret: str | None,
-    ip: str | None,
-    user_agent: str | None,
-    replaces: str | None,
-) -> SignedIn | TestSignIn | Restart:
-    state = params.get("state")
+def _finish(svc: SignInServices, callback: Callback) -> SignedIn | TestSignIn | Restart:
+    state = callback.params.get("state")
     if not state or len(state) > 512:
         raise SignInError("The answer from the identity provider has no state.", code="bad_state")
-    flow, ctx, active = consume_flow(svc, state, browser_secret)
+    flow, ctx, active = consume_flow(svc, state, callback.browser_secret)
     if ctx.version != flow.config_version:
         raise SignInError(
             "The identity provider configuration changed while you were signing in. Start again.",
@@ -281,7 +272,7 @@ def _finish(
         )
     if flow.purpose == "login" and not active:
         raise SignInError("Single sign-on is not active.", code="oidc_not_active", status=409)
-    identity = _authenticate(ctx, flow, params)
+    identity = _authenticate(ctx, flow, callback.params)
     if isinstance(identity, Restart):
         return identity
     issuer = str(identity.claims["iss"])
@@ -294,7 +285,7 @@ def _finish(
             preview=preview,
             config_version=ctx.version,
         )
-    return _start_session(svc, ctx, flow, identity, issuer, ip, user_agent, replaces)
+    return _start_session(svc, ctx, flow, identity, issuer, callback)
 
 
 def _start_session(
@@ -303,11 +294,10 @@ def _start_session(
     flow: Flow,
     identity: _Identity,
     issuer: str,
-    ip: str | None,
-    user_agent: str | None,
-    replaces: str | None,
+    callback: Callback,
 ) -> SignedIn:
     """The IT user the identity maps to, signed in with a new session (the old one ends)."""
+    ip = callback.ip
     try:
         with svc.db.session() as db:
             user = match_user(db, ctx.settings, issuer, identity.merged, actor=Actor.anonymous(ip))
@@ -318,8 +308,8 @@ def _start_session(
                 method="oidc",
                 limits=svc.session_limits,
                 ip=ip,
-                user_agent=user_agent,
-                replaces=replaces,
+                user_agent=callback.user_agent,
+                replaces=callback.replaces,
                 **_session_fields(svc, ctx, identity, issuer),
             )
             audit.record(
