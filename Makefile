@@ -48,9 +48,11 @@ image-test: $(TEST_STAMP) $(NPM_STAMP)
 demo: $(TEST_STAMP) $(NPM_STAMP)
 	$(PY) tests/idp/demo.py
 
+## ruff, and the import graph of src/gatehouse: no cycles, layers import downward only
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_architecture.py
 
 typecheck: $(TEST_STAMP)
 	$(VENV)/bin/mypy

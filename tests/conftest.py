@@ -156,7 +156,6 @@ def runtime(
 ) -> Iterator[Runtime]:
     rt = Runtime(make_settings(tmp_path, database_url, **settings_overrides))
     rt.start()
-    rt._started = True  # type: ignore[attr-defined]
     rt.users.ttl = 0.0  # tests observe changes at once
     try:
         yield rt

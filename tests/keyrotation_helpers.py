@@ -14,19 +14,26 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gatehouse.domain.crypto import SecretBox
-from gatehouse.domain.idp import KEY_CONTEXT, SECRET_CONTEXT
-from gatehouse.domain.oidc_login import FLOW_CONTEXT, ID_TOKEN_CONTEXT, REFRESH_TOKEN_CONTEXT
+from gatehouse.domain.crypto import EncryptionContext, SecretBox
 from gatehouse.runtime import Runtime
+from gatehouse.store.models import SYNC_CREDENTIAL_KEY as CREDENTIAL_KEY
 from gatehouse.store.models import IdPConfig, KeyValue, OIDCFlow, Session, User, utcnow
-from gatehouse.sync.puller import CREDENTIAL_CONTEXT, CREDENTIAL_KEY
 from helpers import make_settings
+
+SECRET_CONTEXT = EncryptionContext.IDP_CLIENT_SECRET
+KEY_CONTEXT = EncryptionContext.IDP_PRIVATE_KEY
+FLOW_CONTEXT = EncryptionContext.OIDC_FLOW
+ID_TOKEN_CONTEXT = EncryptionContext.SESSION_ID_TOKEN
+CLAIMS_CONTEXT = EncryptionContext.SESSION_ID_TOKEN_CLAIMS
+REFRESH_TOKEN_CONTEXT = EncryptionContext.SESSION_REFRESH_TOKEN
+CREDENTIAL_CONTEXT = EncryptionContext.SYNC_CREDENTIAL
 
 SECRETS = {
     "client_secret": "idp-client-secret-value",
     "jwk": '{"kty":"EC","d":"private"}',
     "refresh": "refresh-token-value",
     "id_token": "id.token.value",
+    "claims": '{"sub":"alice-sub"}',
     "flow": '{"nonce":"n"}',
     "credential": "environment-credential-value",
 }
@@ -71,6 +78,7 @@ def seed(rt: Runtime, sessions: int = 7) -> None:
                         SECRETS["refresh"], context=REFRESH_TOKEN_CONTEXT
                     ),
                     id_token_enc=box.encrypt_str(SECRETS["id_token"], context=ID_TOKEN_CONTEXT),
+                    id_token_claims_enc=box.encrypt_str(SECRETS["claims"], context=CLAIMS_CONTEXT),
                 )
             )
         db.add(
@@ -110,6 +118,9 @@ def read_all(rt: Runtime, box: SecretBox) -> dict[str, Any]:
             "id_token": {
                 box.decrypt_str(r.id_token_enc or b"", context=ID_TOKEN_CONTEXT) for r in rows
             },
+            "claims": {
+                box.decrypt_str(r.id_token_claims_enc or b"", context=CLAIMS_CONTEXT) for r in rows
+            },
             "flow": box.decrypt_str(flow.data_enc, context=FLOW_CONTEXT + "s" * 64),
             "credential": box.decrypt_str(
                 base64.b64decode(kv.value["credential_enc"]), context=CREDENTIAL_CONTEXT
@@ -117,4 +128,9 @@ def read_all(rt: Runtime, box: SecretBox) -> dict[str, Any]:
         }
 
 
-EXPECTED = {**SECRETS, "refresh": {SECRETS["refresh"]}, "id_token": {SECRETS["id_token"]}}
+EXPECTED = {
+    **SECRETS,
+    "refresh": {SECRETS["refresh"]},
+    "id_token": {SECRETS["id_token"]},
+    "claims": {SECRETS["claims"]},
+}

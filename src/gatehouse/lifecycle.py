@@ -1,10 +1,19 @@
-"""Background services that live as long as the ASGI app: started by its lifespan, stopped
-with it (the environment's sync loop, housekeeping)."""
+"""Background services that live as long as the ASGI app: built and started by its lifespan,
+stopped with it (housekeeping; on an environment server, the sync loop).
+
+:func:`background_services` is the whole list, so a reader sees in one place what runs beside
+the web app for each role.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol
+
+from gatehouse.domain.housekeeping import Housekeeper
+from gatehouse.runtime import Runtime
+from gatehouse.sync.puller import EnvironmentSync
 
 
 class Service(Protocol):
@@ -13,18 +22,25 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
-def run_alongside(app: Any, make: Callable[[Any], Service]) -> None:
-    """Build the service from the app when it starts, start it, and stop it when the app stops."""
-    running: list[Service] = []
+def background_services(rt: Runtime) -> list[Service]:
+    """What runs beside the web app for this role, in start order."""
+    services: list[Service] = [
+        Housekeeper(rt.db, lockout_minutes=rt.settings.lockout_minutes),
+    ]
+    if rt.settings.role == "environment":
+        services.append(EnvironmentSync(rt))
+    return services
 
-    def start(app: Any) -> None:
-        service = make(app)
-        running.append(service)
-        service.start()
 
-    def stop(_app: Any) -> None:
-        while running:
-            running.pop().stop()
-
-    app.state.startup_hooks.append(start)
-    app.state.shutdown_hooks.append(stop)
+@contextmanager
+def running(services: Sequence[Service]) -> Iterator[None]:
+    """Start ``services`` in order; stop the started ones in reverse order on the way out."""
+    started: list[Service] = []
+    try:
+        for service in services:
+            service.start()
+            started.append(service)
+        yield
+    finally:
+        while started:
+            started.pop().stop()

@@ -1,6 +1,9 @@
-"""The running instance: settings, database, secret box, token service and caches, built once.
+"""The running instance: settings, database, secret box, and every service, built once.
 
-Both the web app and the CLI build one ``Runtime``; tests build one per app.
+Both the web app and the CLI build one ``Runtime``; tests build one per app. It is the
+composition root: each service gets what it needs here, explicitly, and the web layer reaches
+them as ``rt.<name>`` (``web.deps``) — nothing is installed on the app later, so a missing
+piece fails when the runtime is built, not at request time.
 """
 
 from __future__ import annotations
@@ -8,11 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from gatehouse import __version__
 from gatehouse.domain import audit, users
 from gatehouse.domain.access_tokens import AccessTokenService
+from gatehouse.domain.api_tokens import ApiTokenVerifier
 from gatehouse.domain.apps import OriginCache
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import SecretBox
@@ -32,89 +33,26 @@ from gatehouse.domain.idp import IdPService
 from gatehouse.domain.local_auth import LockoutRules
 from gatehouse.domain.ratelimit import RateLimiter
 from gatehouse.domain.sessions import SessionLimits
+from gatehouse.domain.signin import SessionKeeper, SignInServices
+from gatehouse.domain.user_cache import UserCache
 from gatehouse.settings import Settings
 from gatehouse.store import migrate
 from gatehouse.store.db import Database
-from gatehouse.store.models import KeyValue, User
+from gatehouse.store.models import INITIAL_ADMIN_KEY, KeyValue, User
 
 log = logging.getLogger("gatehouse")
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 
 
-@dataclass(frozen=True)
-class UserSnapshot:
-    """What a request needs to know about its caller; cached for a couple of seconds."""
-
-    id: int
-    username: str
-    email: str | None
-    display_name: str
-    local_admin: bool
-    active: bool
-    is_admin: bool
-    roles: tuple[users.RoleGrant, ...]
-    must_change_password: bool
-
-    @classmethod
-    def of(cls, user: User, environment_id: int | None = None) -> UserSnapshot:
-        return cls(
-            id=user.id,
-            username=user.username,
-            email=user.email,
-            display_name=user.display_name,
-            local_admin=user.local_admin,
-            active=user.status == "active",
-            is_admin=users.is_admin(user, environment_id),
-            roles=tuple(users.effective_roles(user)),
-            must_change_password=user.must_change_password,
-        )
-
-
-class UserCache:
-    """user id → snapshot, for at most ``ttl`` seconds (so a disabled user is refused quickly)."""
-
-    def __init__(self, db: Database, ttl: float = 2.0) -> None:
-        self._db = db
-        self.ttl = ttl
-        #: Environment role: this environment's id at the console (its scoped roles apply here).
-        self.environment_id: int | None = None
-        self._items: dict[int, tuple[float, UserSnapshot | None]] = {}
-        self._lock = threading.Lock()
-
-    def peek(self, user_id: int) -> tuple[UserSnapshot | None] | None:
-        """The cached entry when still fresh — without any I/O — else None."""
-        item = self._items.get(user_id)
-        if item is not None and time.monotonic() - item[0] < self.ttl:
-            return (item[1],)
-        return None
-
-    def get(self, user_id: int) -> UserSnapshot | None:
-        now = time.monotonic()
-        item = self._items.get(user_id)
-        if item is not None and now - item[0] < self.ttl:
-            return item[1]
-        with self._db.session() as db:
-            user = db.get(User, user_id)
-            snap = UserSnapshot.of(user, self.environment_id) if user is not None else None
-        with self._lock:
-            if len(self._items) > 50_000:
-                self._items.clear()
-            self._items[user_id] = (now, snap)
-        return snap
-
-    def invalidate(self, user_id: int | None = None) -> None:
-        with self._lock:
-            if user_id is None:
-                self._items.clear()
-            else:
-                self._items.pop(user_id, None)
-
-
 class Runtime:
+    """Settings, database, secret box and the services built on them (one per process)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.version = __version__
+        #: set by :meth:`start` (the app's start-up skips it when the CLI already did it)
+        self.started = False
         self.db = Database(settings.resolved_database_url)
         # The key file may change under a running server (`gatehouse keys rotate`): follow it.
         self.box = SecretBox(
@@ -141,8 +79,32 @@ class Runtime:
         #: Registered app origins, for every redirect check (see ``web.redirects``).
         self.app_origins = OriginCache(self.db.engine.raw_connection)
         self.idp = IdPService(self.db, self.box, allow_insecure_http=settings.allow_insecure_http)
+        self._trusted_proxies: tuple[str, frozenset[str]] = ("", frozenset())
         #: Per-client-address limits shared by every replica (database, or Redis when set).
         self.ratelimit = RateLimiter(self.db, settings.redis_url)
+        #: ``Bearer gth_…``: API tokens for automation (a validated lookup is cached briefly).
+        self.api_tokens = ApiTokenVerifier(self.db.session)
+        #: What the OIDC sign-in (web flow, tools' token exchange) uses.
+        self.signin = SignInServices(
+            db=self.db,
+            box=self.box,
+            idp=self.idp,
+            users=self.users,
+            tokens=self.tokens,
+            session_limits=self.session_limits,
+            public_url=settings.public_url,
+        )
+        #: Checks every console session it is given; refreshes OIDC sessions' IdP tokens.
+        self.session_keeper = SessionKeeper(self.signin)
+
+    @property
+    def trusted_proxies(self) -> frozenset[str]:
+        """Proxies whose X-Forwarded-For is believed (``web.net.client_ip``), from settings."""
+        raw = self.settings.trusted_proxies
+        if raw != self._trusted_proxies[0]:
+            parsed = frozenset(p.strip() for p in raw.split(",") if p.strip())
+            self._trusted_proxies = (raw, parsed)
+        return self._trusted_proxies[1]
 
     @property
     def session(self) -> Callable[[], AbstractContextManager[Session]]:
@@ -155,6 +117,7 @@ class Runtime:
         """Migrate, load signing keys. Called once per process before serving."""
         self.migrate()
         self.tokens.load_keys()
+        self.started = True
 
     def close(self) -> None:
         self.idp.close()
@@ -184,7 +147,7 @@ class Runtime:
                     local_admin=True,
                     must_change_password=True,
                 )
-                db.merge(KeyValue(key="initial_admin", value={"user_id": user.id}))
+                db.merge(KeyValue(key=INITIAL_ADMIN_KEY, value={"user_id": user.id}))
         except (Conflict, IntegrityError):
             # Another replica starting on the same empty database created it a moment ago.
             return None
@@ -204,7 +167,7 @@ class Runtime:
 
     def initial_password_changed(self, db: Session, user_id: int) -> None:
         """Delete the initial password file once that admin's password has changed."""
-        marker = db.get(KeyValue, "initial_admin")
+        marker = db.get(KeyValue, INITIAL_ADMIN_KEY)
         if marker is None or marker.value.get("user_id") != user_id:
             return
         db.delete(marker)

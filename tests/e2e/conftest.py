@@ -154,7 +154,6 @@ def console(
 ) -> Iterator[Console]:
     runtime = Runtime(make_settings(tmp_path, sqlite_url, public_url=e2e_server.url))
     runtime.start()
-    runtime._started = True  # type: ignore[attr-defined]
     runtime.users.ttl = 0.0
     e2e_server.switchboard.target = create_app(runtime=runtime)
     try:

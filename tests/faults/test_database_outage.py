@@ -30,7 +30,6 @@ pytestmark = pytest.mark.postgres
 def pg_runtime(tmp_path: Path, own_postgres: OwnPostgres) -> Iterator[Runtime]:
     rt = Runtime(make_settings(tmp_path, own_postgres.url))
     rt.start()
-    rt._started = True  # type: ignore[attr-defined]
     rt.users.ttl = 0.0
     rt.bootstrap_admin("root", ADMIN_PASSWORD)
     try:

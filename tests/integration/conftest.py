@@ -33,7 +33,6 @@ def live_server(tmp_path: Path, sqlite_url: str) -> Iterator[LiveServer]:
     url = f"http://127.0.0.1:{port}"
     rt = Runtime(make_settings(tmp_path, sqlite_url, public_url=url))
     rt.start()
-    rt._started = True  # type: ignore[attr-defined]
     rt.users.ttl = 0.0
     app = create_app(runtime=rt)
     try:

@@ -209,7 +209,6 @@ def stack(
         make_settings(tmp_path, sqlite_url, public_url=base, trusted_proxies="127.0.0.1")
     )
     runtime.start()
-    runtime._started = True  # type: ignore[attr-defined]
     save_idp_config(runtime, provider)
     with runtime.db.session() as db:
         from gatehouse.domain import users

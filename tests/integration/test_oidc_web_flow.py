@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from gatehouse.domain.signin.common import open_claims
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Session as SessionRow
 from gatehouse.store.models import User
@@ -103,3 +104,55 @@ def test_refresh_refused_at_idp_ends_session_at_next_request(
         assert page.status_code == 303 and page.headers["location"].startswith("/login")
     finally:
         short_lived_idp.enable_user("bob-sub")
+
+
+def _stored_claims(runtime: Runtime, row: SessionRow) -> dict[str, Any]:
+    assert row.id_token_claims_enc is not None
+    return dict(open_claims(runtime.box, row.id_token_claims_enc))
+
+
+def test_verified_id_token_claims_are_stored_at_sign_in_and_replaced_at_refresh(
+    client: TestClient,
+    runtime: Runtime,
+    admin_headers: dict[str, str],
+    short_lived_idp: OpenIDProvider,
+    make_user: Any,
+) -> None:
+    configure_idp(client, admin_headers, short_lived_idp)
+    user_id = make_user("alice")
+    assert sign_in(client, short_lived_idp, "alice").status_code == 303
+    row = _live_session(runtime, user_id)
+    assert row.id_token_claims_enc is not None and b"alice" not in row.id_token_claims_enc
+    first = _stored_claims(runtime, row)
+    assert (first["iss"], first["sub"]) == (short_lived_idp.issuer, "alice-sub")
+    assert row.id_token_expires_at is not None
+    assert first["exp"] == int(row.id_token_expires_at.timestamp())
+    time.sleep(2.5)  # the tokens are due: the next request refreshes them
+    assert me(client).status_code == 200
+    refreshed = _stored_claims(runtime, _live_session(runtime, user_id))
+    assert (refreshed["iss"], refreshed["sub"]) == (first["iss"], first["sub"])
+    assert refreshed["exp"] > first["exp"]
+
+
+def test_session_without_stored_claims_reauthenticates_instead_of_refreshing(
+    client: TestClient,
+    runtime: Runtime,
+    admin_headers: dict[str, str],
+    short_lived_idp: OpenIDProvider,
+    make_user: Any,
+) -> None:
+    """A session from before the claims were stored is never refreshed on a re-decoded token:
+    it ends at its next refresh and the console signs in again with prompt=none."""
+    configure_idp(client, admin_headers, short_lived_idp)
+    user_id = make_user("carol")
+    assert sign_in(client, short_lived_idp, "carol").status_code == 303
+    with runtime.db.session() as db:
+        db.execute(
+            update(SessionRow).where(SessionRow.user_id == user_id).values(id_token_claims_enc=None)
+        )
+    time.sleep(2.5)
+    page = client.get("/account", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/auth/oidc/start?prompt=none")
+    row = _live_session(runtime, user_id)
+    assert row.revoked_at is not None and row.revoked_reason == "reauth_required"

@@ -16,7 +16,7 @@ import pytest
 
 from gatehouse.domain import users
 from gatehouse.domain.audit import Actor
-from gatehouse.domain.oidc_login import ID_TOKEN_CONTEXT, REFRESH_TOKEN_CONTEXT
+from gatehouse.domain.crypto import EncryptionContext
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Session as SessionRow
 from gatehouse.web.app import create_app
@@ -34,7 +34,6 @@ def debug_server(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, Runtime
     url = f"http://127.0.0.1:{port}"
     rt = Runtime(make_settings(tmp_path, sqlite_url, public_url=url))
     rt.start()
-    rt._started = True  # type: ignore[attr-defined]
     with rt.db.session() as db:
         users.create_user(
             db, Actor.system("test"), username="root", password=ADMIN_PASSWORD, local_admin=True
@@ -92,9 +91,11 @@ def test_no_password_secret_token_or_session_id_in_any_log_line(
             row = db.query(SessionRow).filter(SessionRow.method == "oidc").one()
             assert row.refresh_token_enc is not None and row.id_token_enc is not None
             secrets["IdP refresh token"] = rt.box.decrypt_str(
-                row.refresh_token_enc, context=REFRESH_TOKEN_CONTEXT
+                row.refresh_token_enc, context=EncryptionContext.SESSION_REFRESH_TOKEN
             )
-            secrets["IdP ID token"] = rt.box.decrypt_str(row.id_token_enc, context=ID_TOKEN_CONTEXT)
+            secrets["IdP ID token"] = rt.box.decrypt_str(
+                row.id_token_enc, context=EncryptionContext.SESSION_ID_TOKEN
+            )
         page = browser.get("/account")
         csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
         out = browser.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)

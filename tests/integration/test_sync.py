@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from gatehouse.domain import environments, users
 from gatehouse.domain.audit import Actor
+from gatehouse.domain.crypto import EncryptionContext
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import IdPConfig, IdPState, User
-from gatehouse.sync import feed
 from gatehouse.sync.puller import EnvironmentSync, read_status
 from gatehouse.web.app import create_app
 from helpers import ADMIN_PASSWORD, PUBLIC_URL, make_settings
@@ -61,7 +61,6 @@ def make_env(
         values.update(overrides)
         rt = Runtime(make_settings(tmp_path / f"env-{name}", f"sqlite:///{db}", **values))
         rt.start()
-        rt._started = True  # type: ignore[attr-defined]
         rt.users.ttl = 0.0
         sync = EnvironmentSync(rt, http=client)
         made.append((rt, sync))
@@ -230,7 +229,7 @@ def test_idp_configuration_is_copied_with_the_secret_reencrypted(
                 created_by="root",
                 data={"issuer": "https://idp.example.com", "client_id": "web"},
                 client_secret_enc=runtime.box.encrypt_str(
-                    "s3cret", context=feed.CLIENT_SECRET_CONTEXT
+                    "s3cret", context=EncryptionContext.IDP_CLIENT_SECRET
                 ),
             )
         )
@@ -246,6 +245,8 @@ def test_idp_configuration_is_copied_with_the_secret_reencrypted(
         assert config.data["issuer"] == "https://idp.example.com"
         assert config.client_secret_enc is not None
         assert (
-            env_rt.box.decrypt_str(config.client_secret_enc, context=feed.CLIENT_SECRET_CONTEXT)
+            env_rt.box.decrypt_str(
+                config.client_secret_enc, context=EncryptionContext.IDP_CLIENT_SECRET
+            )
             == "s3cret"
         )

@@ -141,7 +141,7 @@ def test_expired_token_is_refused(
         row = db.get(ApiToken, created["id"])
         assert row is not None
         row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
-    client.app.state.api_token_verifier.forget()  # type: ignore[attr-defined]
+    client.app.state.runtime.api_tokens.forget()  # type: ignore[attr-defined]
     response = client.get("/api/v1/me", headers=bearer(created["token"]))
     assert response.status_code == 401
     assert response.json()["error"] == "token_expired"
@@ -166,7 +166,7 @@ def test_revocation_on_another_replica_takes_effect_within_the_cache_ttl(
     client: TestClient, admin_headers: dict[str, str], runtime: Runtime
 ) -> None:
     created = create(client, admin_headers)
-    verifier = client.app.state.api_token_verifier  # type: ignore[attr-defined]
+    verifier = client.app.state.runtime.api_tokens  # type: ignore[attr-defined]
     assert client.get("/api/v1/me", headers=bearer(created["token"])).status_code == 200
     with runtime.db.session() as db:  # another replica revokes: our cache is not told
         row = db.get(ApiToken, created["id"])
@@ -201,7 +201,7 @@ def test_last_use_is_recorded_at_most_once_a_minute(
         row = db.get(ApiToken, created["id"])
         assert row is not None and row.last_used_at is not None
         first = row.last_used_at
-    verifier = client.app.state.api_token_verifier  # type: ignore[attr-defined]
+    verifier = client.app.state.runtime.api_tokens  # type: ignore[attr-defined]
     assert list(verifier._touched.values()) == [pytest.approx(first.timestamp(), abs=2)]
 
 

@@ -34,7 +34,6 @@ def test_session_cookie_is_httponly_and_samesite_lax(client: TestClient, local_a
 def https_client(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[TestClient, Runtime]]:
     rt = Runtime(make_settings(tmp_path, sqlite_url, public_url="https://gatehouse.example.com"))
     rt.start()
-    rt._started = True  # type: ignore[attr-defined]
     from gatehouse.domain import users
     from gatehouse.domain.audit import Actor
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from gatehouse.domain.oidc_login import _seen_jti
+from gatehouse.domain.signin.logout import _seen_jti
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import AuditEvent, IdPConfig
 from helpers import console_login, csrf_from
@@ -158,10 +158,10 @@ def test_backchannel_logout_refuses_a_bad_token_with_400_no_store(
 
 
 def test_logout_token_jti_is_recorded_once(runtime: Runtime) -> None:
-    seen = _seen_jti(runtime, "https://idp.example")
+    seen = _seen_jti(runtime.signin, "https://idp.example")
     assert seen("jti-1", 2_000_000_000) is False
     assert seen("jti-1", 2_000_000_000) is True
-    assert _seen_jti(runtime, "https://other.example")("jti-1", 2_000_000_000) is False
+    assert _seen_jti(runtime.signin, "https://other.example")("jti-1", 2_000_000_000) is False
 
 
 # -- the configuration API ------------------------------------------------------------------

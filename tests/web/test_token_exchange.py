@@ -124,7 +124,7 @@ def test_exchange_refuses_an_id_token_presented_a_second_time(
     replica.start()
     try:
         with pytest.raises(Unauthenticated) as refused:
-            token_exchange.exchange_id_token(replica, raw, ip=None)
+            token_exchange.exchange_id_token(replica.signin, raw, ip=None)
     finally:
         replica.close()
     assert refused.value.code == "token_replayed"
@@ -172,7 +172,7 @@ def test_exchange_refuses_an_expired_id_token(
 ) -> None:
     raw = id_token_for(active_idp, "alice")["id_token"]
     with pytest.raises(Unauthenticated) as refused:
-        token_exchange.exchange_id_token(runtime, raw, ip=None, now=time.time() + 3600 + 31)
+        token_exchange.exchange_id_token(runtime.signin, raw, ip=None, now=time.time() + 3600 + 31)
     assert refused.value.code == "token_expired"
 
 
@@ -180,9 +180,9 @@ def test_exchange_refuses_an_id_token_older_than_five_minutes(
     runtime: Runtime, active_idp: OpenIDProvider, alice: int
 ) -> None:
     raw = id_token_for(active_idp, "alice")["id_token"]
-    token_exchange.exchange_id_token(runtime, raw, ip=None, now=time.time() + 299)
+    token_exchange.exchange_id_token(runtime.signin, raw, ip=None, now=time.time() + 299)
     with pytest.raises(Unauthenticated) as refused:
-        token_exchange.exchange_id_token(runtime, raw, ip=None, now=time.time() + 300 + 31)
+        token_exchange.exchange_id_token(runtime.signin, raw, ip=None, now=time.time() + 300 + 31)
     assert refused.value.code == "iat_too_old"
 
 

@@ -20,29 +20,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from gatehouse.client import (
-    GatehouseClientError,
-    NotSignedIn,
-    SessionEnded,
-    StoredSession,
-    TokenCache,
-    TokenSource,
-    browser_available,
-    login_browser,
-    login_device,
-    login_password,
-    logout,
-    normalise_server_url,
-)
-from gatehouse.client._server import new_http, whoami
-from gatehouse.client.browser import why_no_browser
-from gatehouse.oidc import DeviceAuthorization
+if TYPE_CHECKING:  # the SDK (httpx, joserfc) is imported by the commands that use it
+    from gatehouse.client import GatehouseClientError, StoredSession, TokenCache
+    from gatehouse.oidc import DeviceAuthorization
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -71,10 +57,14 @@ ServerArg = Annotated[
 
 
 def _cache() -> TokenCache:
+    from gatehouse.client import TokenCache
+
     return TokenCache(notify=lambda message: err.print(f"[yellow]Note:[/] {message}"))
 
 
 def _exit_for(exc: GatehouseClientError) -> typer.Exit:
+    from gatehouse.client import SessionEnded
+
     err.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
     reason = getattr(exc, "reason", None)
     if isinstance(exc, SessionEnded) and reason:
@@ -85,6 +75,8 @@ def _exit_for(exc: GatehouseClientError) -> typer.Exit:
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn SDK errors into their message and exit code; Ctrl-C into a plain 'Cancelled'."""
+    from gatehouse.client import GatehouseClientError
+
     try:
         yield
     except GatehouseClientError as exc:
@@ -96,6 +88,8 @@ def _errors() -> Iterator[None]:
 
 def _resolve_server(cache: TokenCache, server: str | None) -> str:
     """Explicit argument > $GATEHOUSE_SERVER > the only stored session."""
+    from gatehouse.client import normalise_server_url
+
     chosen = server or os.environ.get("GATEHOUSE_SERVER")
     if chosen:
         return normalise_server_url(chosen)
@@ -135,6 +129,7 @@ def _session_json(session: StoredSession) -> dict[str, Any]:
 
 
 # -- gatehouse login ----------------------------------------------------------------------------
+# Long on purpose: two thirds of it are the option declarations Typer reads.
 def login(
     server_url: Annotated[
         str, typer.Argument(help="The Gatehouse server, e.g. https://gh.example.com")
@@ -181,6 +176,9 @@ def login(
     open the link shown on any device and enter the code. The session renews itself while you
     work; tokens are kept in your OS keyring (or a file only you can read).
     """
+    from gatehouse.client import browser_available, normalise_server_url
+    from gatehouse.client.browser import why_no_browser
+
     cache = _cache()
     with _errors():
         server = normalise_server_url(server_url)
@@ -209,6 +207,8 @@ def login(
 def _login_browser(
     server: str, cache: TokenCache, timeout: float, *, open_browser: bool
 ) -> StoredSession:
+    from gatehouse.client import login_browser
+
     status = err.status("Contacting the server…", spinner="dots")
 
     def on_url(url: str, opened: bool) -> None:
@@ -232,6 +232,8 @@ def _login_browser(
 
 
 def _login_device(server: str, cache: TokenCache) -> StoredSession:
+    from gatehouse.client import login_device
+
     status = err.status("Contacting the server…", spinner="dots")
 
     def on_code(device: DeviceAuthorization) -> None:
@@ -257,6 +259,8 @@ def _login_device(server: str, cache: TokenCache) -> StoredSession:
 def _login_local(
     server: str, cache: TokenCache, username: str | None, password_stdin: bool
 ) -> StoredSession:
+    from gatehouse.client import login_password
+
     if username is None:
         if not sys.stdin.isatty():
             err.print("Give the local admin with --username when not on a terminal.")
@@ -303,6 +307,8 @@ def token(server: ServerArg = None, as_json: JsonOpt = False) -> None:
 
     Example: curl -H "Authorization: Bearer $(gatehouse auth token)" $URL/api/v1/me
     """
+    from gatehouse.client import TokenSource
+
     cache = _cache()
     with _errors():
         name = _resolve_server(cache, server)
@@ -332,6 +338,8 @@ def logout_command(
 ) -> None:
     """Sign out: revoke the sign-in at the identity provider (when it offers revocation), then
     forget the tokens kept on this machine."""
+    from gatehouse.client import logout
+
     cache = _cache()
     with _errors():
         servers = (
@@ -359,6 +367,9 @@ def logout_command(
 # -- gatehouse whoami ---------------------------------------------------------------------------
 def whoami_command(server: ServerArg = None, as_json: JsonOpt = False) -> None:
     """Show who you are on a server (asks the server, renewing the session when needed)."""
+    from gatehouse.client import GatehouseClientError, TokenSource
+    from gatehouse.client._server import new_http, whoami
+
     cache = _cache()
     with _errors():
         name = _resolve_server(cache, server)
@@ -404,4 +415,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(auth_app, name="auth")
 
 
-__all__ = ["EXIT_ERROR", "EXIT_NOT_SIGNED_IN", "EXIT_OK", "EXIT_USAGE", "NotSignedIn", "register"]
+__all__ = ["EXIT_ERROR", "EXIT_NOT_SIGNED_IN", "EXIT_OK", "EXIT_USAGE", "register"]

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from gatehouse.cli.common import fail, out, settings_or_exit
+
 if TYPE_CHECKING:
     from gatehouse.domain.keyrotation import Report
+    from gatehouse.settings import Settings
 
 
 def _table(report: Report) -> Table:
@@ -22,84 +25,90 @@ def _table(report: Report) -> Table:
     return table
 
 
-def register(app: typer.Typer) -> None:
-    from gatehouse.cli.main import fail, out, settings_or_exit
+app = typer.Typer(help="The secret key that encrypts secrets at rest.")
 
-    keys_app = typer.Typer(help="The secret key that encrypts secrets at rest.")
-    app.add_typer(keys_app, name="keys")
 
-    @keys_app.command("rotate")
-    def rotate(
-        new_key_stdin: Annotated[
-            bool,
-            typer.Option("--new-key-stdin", help="Read the new key from stdin (else generated)."),
-        ] = False,
-        finish: Annotated[
-            bool,
-            typer.Option("--finish", help="Drop the old key once nothing is encrypted under it."),
-        ] = False,
-        batch_size: Annotated[
-            int, typer.Option(min=1, max=10_000, help="Rows re-encrypted per transaction.")
-        ] = 200,
-    ) -> None:
-        """Re-encrypt every secret under a new key while the server runs (run again to resume).
+@app.command("rotate")
+def rotate(
+    new_key_stdin: Annotated[
+        bool,
+        typer.Option("--new-key-stdin", help="Read the new key from stdin (else generated)."),
+    ] = False,
+    finish: Annotated[
+        bool,
+        typer.Option("--finish", help="Drop the old key once nothing is encrypted under it."),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Rows re-encrypted per transaction.")
+    ] = 200,
+) -> None:
+    """Re-encrypt every secret under a new key while the server runs (run again to resume).
 
-        Then `--finish` drops the old key. Servers keep decrypting with the old key until then.
-        """
-        from gatehouse.domain import keyrotation  # the server stack loads only when used
-        from gatehouse.runtime import open_runtime
+    Then `--finish` drops the old key. Servers keep decrypting with the old key until then.
+    """
+    from gatehouse.domain import keyrotation  # the server stack loads only when used
+    from gatehouse.runtime import open_runtime
 
-        settings = settings_or_exit()
-        if finish:
-            with open_runtime(settings) as rt:
-                rt.tokens.load_keys(create=False)
-                try:
-                    done = keyrotation.finish(settings, rt.db, rt.box, rt.tokens)
-                except keyrotation.RotationError as exc:
-                    raise fail(str(exc)) from exc
-            if settings.secret_key and settings.old_secret_keys.strip():
-                out.print("Nothing needs the old key: remove GATEHOUSE_OLD_SECRET_KEYS everywhere.")
-            elif done.dropped_from_file:
-                out.print(f"Dropped {done.dropped_from_file} old key(s) from {settings.key_file}.")
-            else:
-                out.print("No old key was left; nothing to drop.")
-            if done.report.unreadable:
-                out.print(
-                    f"[yellow]{done.report.unreadable} value(s) are unreadable under every key "
-                    "(see `gatehouse keys status`); re-enter those secrets.[/]"
-                )
-            if done.signing_keys_retire_after is not None:
-                out.print(
-                    "The previous signing key keeps verifying tokens until "
-                    f"{done.signing_keys_retire_after:%H:%M:%S} UTC; run `--finish` again after "
-                    "that to retire it."
-                )
-            return
-        new_key = sys.stdin.readline().strip() if new_key_stdin else None
+    settings = settings_or_exit()
+    if finish:
+        _finish(settings)
+        return
+    new_key = sys.stdin.readline().strip() if new_key_stdin else None
+    try:
+        started = keyrotation.begin(settings, new_key)
+    except keyrotation.RotationError as exc:
+        raise fail(str(exc), 2) from exc
+    with open_runtime(settings) as rt:  # built after begin: the new key is active
+        rt.tokens.load_keys(create=False)
+        report, kid = keyrotation.reencrypt(rt.db, rt.box, rt.tokens, batch_size=batch_size)
+    out.print("New key active; the old one only decrypts." if started else "Resumed.")
+    out.print(_table(report))
+    if kid:
+        out.print(f"New signing key [bold]{kid}[/] (the previous one still verifies).")
+    if report.unreadable:
+        out.print(f"[yellow]{report.unreadable} value(s) are unreadable under every key.[/]")
+    out.print("Next: `gatehouse keys rotate --finish` drops the old key.")
+
+
+def _finish(settings: Settings) -> None:
+    """``rotate --finish``: drop the old key once nothing needs it, and say what is left."""
+    from gatehouse.domain import keyrotation
+    from gatehouse.runtime import open_runtime
+
+    with open_runtime(settings) as rt:
+        rt.tokens.load_keys(create=False)
         try:
-            started = keyrotation.begin(settings, new_key)
+            done = keyrotation.finish(settings, rt.db, rt.box, rt.tokens)
         except keyrotation.RotationError as exc:
-            raise fail(str(exc), 2) from exc
-        with open_runtime(settings) as rt:  # built after begin: the new key is active
-            rt.tokens.load_keys(create=False)
-            report, kid = keyrotation.reencrypt(rt.db, rt.box, rt.tokens, batch_size=batch_size)
-        out.print("New key active; the old one only decrypts." if started else "Resumed.")
-        out.print(_table(report))
-        if kid:
-            out.print(f"New signing key [bold]{kid}[/] (the previous one still verifies).")
-        if report.unreadable:
-            out.print(f"[yellow]{report.unreadable} value(s) are unreadable under every key.[/]")
-        out.print("Next: `gatehouse keys rotate --finish` drops the old key.")
+            raise fail(str(exc)) from exc
+    if settings.secret_key and settings.old_secret_keys.strip():
+        out.print("Nothing needs the old key: remove GATEHOUSE_OLD_SECRET_KEYS everywhere.")
+    elif done.dropped_from_file:
+        out.print(f"Dropped {done.dropped_from_file} old key(s) from {settings.key_file}.")
+    else:
+        out.print("No old key was left; nothing to drop.")
+    if done.report.unreadable:
+        out.print(
+            f"[yellow]{done.report.unreadable} value(s) are unreadable under every key "
+            "(see `gatehouse keys status`); re-enter those secrets.[/]"
+        )
+    if done.signing_keys_retire_after is not None:
+        out.print(
+            "The previous signing key keeps verifying tokens until "
+            f"{done.signing_keys_retire_after:%H:%M:%S} UTC; run `--finish` again after "
+            "that to retire it."
+        )
 
-    @keys_app.command("status")
-    def status() -> None:
-        """How many secrets are encrypted under the active key, an old key, or none we have."""
-        from gatehouse.domain import keyrotation
-        from gatehouse.runtime import open_runtime
 
-        settings = settings_or_exit()
-        with open_runtime(settings) as rt:
-            report = keyrotation.scan(rt.db, rt.box)
-        out.print(_table(report))
-        state = "in progress" if keyrotation.in_progress(settings) else "not in progress"
-        out.print(f"Rotation {state}.")
+@app.command("status")
+def status() -> None:
+    """How many secrets are encrypted under the active key, an old key, or none we have."""
+    from gatehouse.domain import keyrotation
+    from gatehouse.runtime import open_runtime
+
+    settings = settings_or_exit()
+    with open_runtime(settings) as rt:
+        report = keyrotation.scan(rt.db, rt.box)
+    out.print(_table(report))
+    state = "in progress" if keyrotation.in_progress(settings) else "not in progress"
+    out.print(f"Rotation {state}.")

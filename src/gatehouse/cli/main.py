@@ -1,24 +1,26 @@
 """``gatehouse``: run the console or an environment server, manage the database, sign in.
 
-Each sub-command lives in its own module and is registered here.
+Each group of sub-commands lives in its own module, as a Typer app registered here:
+``db`` (:mod:`.db`), ``admin`` (:mod:`.admin`), ``keys`` (:mod:`.keys`), and the tools'
+``login`` / ``whoami`` / ``auth`` (:mod:`.auth`). Those modules import only typer, rich and the
+SDK at load time; the server stack is imported by the commands that need it, so
+``gatehouse --version`` and the tools' commands start fast.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from gatehouse import __version__
-from gatehouse.domain.errors import DomainError
+from gatehouse.cli import admin, auth, db, keys
+from gatehouse.cli.common import err, fail, out, safe_url, settings_or_exit
 
-if TYPE_CHECKING:  # the server stack is imported by the commands that need it: tools start fast
-    from gatehouse.settings import Settings
+if TYPE_CHECKING:
+    from gatehouse.runtime import Runtime
 
 app = typer.Typer(
     name="gatehouse",
@@ -28,28 +30,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Database: migrate, back up, restore.", no_args_is_help=True)
-admin_app = typer.Typer(help="Local admin accounts (break-glass).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(admin_app, name="admin")
-
-err = Console(stderr=True)
-out = Console()
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    # escaped: messages are plain text ("gatehouse-sso[redis]" is not a rich markup tag)
-    err.print(f"[bold red]Error:[/] {escape(message)}")
-    return typer.Exit(code)
-
-
-def settings_or_exit(**overrides: object) -> Settings:
-    from gatehouse.settings import SettingsError, load_settings
-
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except (SettingsError, ValueError) as exc:
-        raise fail(str(exc), 2) from exc
 
 
 def version_callback(value: bool) -> None:
@@ -94,6 +74,7 @@ def serve(
     import uvicorn
 
     from gatehouse.runtime import Runtime
+    from gatehouse.web.app import create_app
 
     settings = settings_or_exit(
         host=host,
@@ -110,31 +91,19 @@ def serve(
     try:
         rt.start()
     except Exception as exc:
-        raise fail(f"Could not prepare the database at {_safe_url(settings)}: {exc}") from exc
-    rt._started = True  # type: ignore[attr-defined]
-    if settings.role == "console":
-        password = rt.ensure_initial_admin()
-        if password is not None:
-            path = settings.data_dir / "initial-admin-password"
-            out.print(
-                "\n[bold]First run:[/] created local admin [bold]admin[/] with password\n\n"
-                f"    [bold green]{password}[/]\n\n"
-                f"It is also in {path} (mode 0600) until you change it at first sign-in.\n"
-            )
+        raise fail(f"Could not prepare the database at {safe_url(settings)}: {exc}") from exc
+    _first_run(rt)
     out.print(
         f"Gatehouse {__version__} ({settings.role}) on "
         f"[link]{settings.public_url}[/link] — sign in at {settings.public_url}/login"
     )
-    from gatehouse.web.app import create_app
-
-    application = create_app(runtime=rt)
     if workers > 1:
         err.print(
             "Several workers need an import string; use `uvicorn --factory "
             "gatehouse.web.app:create_app --workers N`. Starting one worker."
         )
     uvicorn.run(
-        application,
+        create_app(runtime=rt),
         host=settings.host,
         port=settings.port,
         proxy_headers=False,
@@ -143,76 +112,24 @@ def serve(
     )
 
 
-def _safe_url(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
+def _first_run(rt: Runtime) -> None:
+    """Console role, empty directory: create local admin ``admin`` and print its password once."""
+    from gatehouse.runtime import INITIAL_PASSWORD_FILE
 
-    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
-
-
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply all database migrations (safe while other replicas run)."""
-    from gatehouse.store.db import Database
-    from gatehouse.store.migrate import current_revision, upgrade
-
-    settings = settings_or_exit()
-    database = Database(settings.resolved_database_url)
-    try:
-        upgrade(database.engine)
+    if rt.settings.role != "console":
+        return
+    password = rt.ensure_initial_admin()
+    if password is not None:
+        path = rt.settings.data_dir / INITIAL_PASSWORD_FILE
         out.print(
-            f"Database at {_safe_url(settings)} is at revision "
-            f"[bold]{current_revision(database.engine)}[/]."
+            "\n[bold]First run:[/] created local admin [bold]admin[/] with password\n\n"
+            f"    [bold green]{password}[/]\n\n"
+            f"It is also in {path} (mode 0600) until you change it at first sign-in.\n"
         )
-    except Exception as exc:
-        raise fail(f"Migration failed: {exc}") from exc
-    finally:
-        database.dispose()
 
 
-@admin_app.command("bootstrap")
-def admin_bootstrap(
-    username: Annotated[str, typer.Option(help="Username of the local admin to create.")],
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-    ] = False,
-) -> None:
-    """Create the first local admin headlessly (migrates an empty database first)."""
-    from gatehouse.runtime import Runtime
-
-    if not password_stdin:
-        raise fail(
-            "Pass --password-stdin and pipe the password in; passwords are never "
-            "taken from arguments.",
-            2,
-        )
-    password = sys.stdin.readline().rstrip("\r\n")
-    settings = settings_or_exit()
-    rt = Runtime(settings)
-    try:
-        rt.migrate()
-        if rt.has_local_admin():
-            raise fail("A local admin already exists; sign in as that admin to create others.", 3)
-        try:
-            rt.bootstrap_admin(username, password)
-        except DomainError as exc:
-            raise fail(exc.detail, 2) from exc
-    finally:
-        rt.close()
-    out.print(f"Created local admin [bold]{username}[/].")
-
-
-def _register_optional() -> None:
-    """Sub-commands contributed by other modules (tools sign-in, keys …)."""
-    import importlib
-
-    for module in ("gatehouse.cli.auth", "gatehouse.cli.keys", "gatehouse.cli.backup"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
-
-
-_register_optional()
+# The sub-commands, in the order `gatehouse --help` lists them (after `serve`).
+auth.register(app)  # `login` and `whoami` (top-level commands) and the `auth` group
+app.add_typer(db.app, name="db")
+app.add_typer(admin.app, name="admin")
+app.add_typer(keys.app, name="keys")

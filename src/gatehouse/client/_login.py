@@ -10,7 +10,7 @@ then exchange the ID token for a Gatehouse token at the server.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -151,6 +151,29 @@ def _store_with_identity(
     return session
 
 
+def _authorization_code(
+    params: Mapping[str, str], flow: oidc.FlowSecrets, provider: _Provider
+) -> str:
+    """The code the browser brought back, after ``state`` and ``iss``; LoginFailed otherwise."""
+    try:
+        return oidc.parse_authorization_response(
+            params, expected_state=flow.state, metadata=provider.metadata
+        )
+    except IdPErrorResponse as exc:
+        said = _printable(exc.idp_error_description or "")
+        raise LoginFailed(
+            f"The identity provider refused the sign-in ({_printable(exc.idp_error)}"
+            + (f": {said}" if said else "")
+            + ").",
+            code=_printable(exc.idp_error) or exc.error,
+        ) from exc
+    except AuthorizationResponseError as exc:
+        raise LoginFailed(
+            f"The browser came back with an unusable answer: {exc.description}",
+            code=exc.error,
+        ) from exc
+
+
 def login_browser(
     server: str,
     *,
@@ -189,23 +212,7 @@ def login_browser(
                     f"`gatehouse login {server}` to try again.",
                     code="login_timeout",
                 ) from exc
-        try:
-            code = oidc.parse_authorization_response(
-                params, expected_state=flow.state, metadata=provider.metadata
-            )
-        except IdPErrorResponse as exc:
-            said = _printable(exc.idp_error_description or "")
-            raise LoginFailed(
-                f"The identity provider refused the sign-in ({_printable(exc.idp_error)}"
-                + (f": {said}" if said else "")
-                + ").",
-                code=_printable(exc.idp_error) or exc.error,
-            ) from exc
-        except AuthorizationResponseError as exc:
-            raise LoginFailed(
-                f"The browser came back with an unusable answer: {exc.description}",
-                code=exc.error,
-            ) from exc
+        code = _authorization_code(params, flow, provider)
         pkce_client = ClientCredentials(client_id=provider.client_id, auth_method="none")
         try:
             tokens = oidc.exchange_code(

@@ -31,6 +31,7 @@ from gatehouse.oidc import (
     ProviderMetadata,
     RefreshRefusedError,
     TokenEndpointError,
+    TokenResponse,
     VerifiedIDTokenClaims,
 )
 
@@ -125,6 +126,21 @@ class TokenSource:
                 return current.access_token
             return self._renew(current).access_token
 
+    def _gatehouse_token(self, session: StoredSession, answer: TokenResponse) -> GatehouseToken:
+        """A new Gatehouse token for the IdP's refresh answer: an exchange of its new ID token,
+        or a renewal when the IdP sent none (OIDC Core 12.2 allows that)."""
+        try:
+            if answer.id_token is None:
+                return renew_token(
+                    self.http, self.server, session.access_token, answer.access_token
+                )
+            return exchange_id_token(self.http, self.server, answer.id_token, answer.access_token)
+        except ExchangeRefused as exc:
+            if exc.status in (401, 403):
+                self.cache.delete(self.server)
+                raise SessionEnded(self.server, exc.message) from exc
+            raise
+
     def _renew(self, session: StoredSession) -> StoredSession:
         if not session.renewable or not session.issuer or not session.client_id:
             self.cache.delete(self.server)
@@ -171,21 +187,7 @@ class TokenSource:
         except OIDCError as exc:
             self.cache.delete(self.server)
             raise SessionEnded(self.server, exc.description) from exc
-        try:
-            token: GatehouseToken
-            if answer.id_token is None:
-                token = renew_token(
-                    self.http, self.server, session.access_token, answer.access_token
-                )
-            else:
-                token = exchange_id_token(
-                    self.http, self.server, answer.id_token, answer.access_token
-                )
-        except ExchangeRefused as exc:
-            if exc.status in (401, 403):
-                self.cache.delete(self.server)
-                raise SessionEnded(self.server, exc.message) from exc
-            raise
+        token = self._gatehouse_token(session, answer)
         session = updated(
             session,
             access_token=token.access_token,

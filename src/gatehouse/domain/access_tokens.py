@@ -35,13 +35,13 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain.crypto import EncryptionContext, SecretBox
 from gatehouse.domain.errors import Unauthenticated
 from gatehouse.store.models import SigningKey, utcnow
 
 log = logging.getLogger("gatehouse.tokens")
 ALG = "RS256"
-SIGNING_KEY_CONTEXT = b"signing-key"
+_SIGNING_KEY_CONTEXT = EncryptionContext.SIGNING_KEY.encode()
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - RFC 9068 media type, not a secret
 KEY_ROTATE_AFTER = timedelta(days=30)
 KEY_RETIRE_AFTER = timedelta(days=31)
@@ -214,7 +214,7 @@ class AccessTokenService:
         row = SigningKey(
             kid=kid,
             alg=ALG,
-            private_key_enc=self._box.encrypt(pem, context=SIGNING_KEY_CONTEXT),
+            private_key_enc=self._box.encrypt(pem, context=_SIGNING_KEY_CONTEXT),
             public_jwk=jwk,
         )
         db.add(row)
@@ -222,7 +222,7 @@ class AccessTokenService:
         return row
 
     def _parse(self, row: SigningKey) -> _Key:
-        pem = self._box.decrypt(row.private_key_enc, context=SIGNING_KEY_CONTEXT)
+        pem = self._box.decrypt(row.private_key_enc, context=_SIGNING_KEY_CONTEXT)
         private = serialization.load_pem_private_key(pem, password=None)
         assert isinstance(private, rsa.RSAPrivateKey)
         return _Key(

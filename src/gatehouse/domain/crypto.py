@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -27,6 +28,25 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = b"\x01"
 REFRESH_SECONDS = 2.0
+
+
+class EncryptionContext(StrEnum):
+    """Every AES-GCM associated-data label, one per kind of secret at rest (the one table).
+
+    A ciphertext decrypts only under the label it was written with, so a value cannot be moved
+    to another column and still decrypt; ``OIDC_FLOW`` is followed by the flow's state hash,
+    which binds each value to its row as well. ``keyrotation.COLUMNS`` says where each one is
+    stored; a test checks that every label and every encrypted column appears there.
+    """
+
+    IDP_CLIENT_SECRET = "idp_config.client_secret"  # noqa: S105 - a label, not a secret
+    IDP_PRIVATE_KEY = "idp_config.private_key_jwk"
+    SESSION_ID_TOKEN = "session.id_token"  # noqa: S105 - a label, not a secret
+    SESSION_ID_TOKEN_CLAIMS = "session.id_token_claims"  # noqa: S105 - a label, not a secret
+    SESSION_REFRESH_TOKEN = "session.refresh_token"  # noqa: S105 - a label, not a secret
+    OIDC_FLOW = "oidc_flow:"  # + the flow's state hash
+    SIGNING_KEY = "signing-key"
+    SYNC_CREDENTIAL = "sync-credential"
 
 
 class DecryptionError(Exception):
@@ -120,6 +140,14 @@ class SecretBox:
 
     def decrypt_str(self, blob: bytes, *, context: str = "") -> str:
         return self.decrypt(blob, context=context.encode()).decode()
+
+    def encrypt_optional(self, value: str | None, *, context: str) -> bytes | None:
+        """:meth:`encrypt_str` for a column that may hold nothing (None stays None)."""
+        return self.encrypt_str(value, context=context) if value is not None else None
+
+    def decrypt_optional(self, blob: bytes | None, *, context: str) -> str | None:
+        """:meth:`decrypt_str` for a column that may hold nothing (None stays None)."""
+        return self.decrypt_str(blob, context=context) if blob is not None else None
 
     def is_current(self, blob: bytes) -> bool:
         return blob[1:5] == self._active_id

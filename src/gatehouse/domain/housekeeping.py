@@ -69,7 +69,7 @@ def run_once(db: Database, *, lockout_minutes: int, now: datetime | None = None)
 class Housekeeper:
     """Runs :func:`run_once` in a daemon thread until stopped; a failure waits for the next turn.
 
-    Started with the app by :func:`gatehouse.lifecycle.run_alongside`."""
+    Started with the app (:func:`gatehouse.lifecycle.background_services`)."""
 
     def __init__(
         self,

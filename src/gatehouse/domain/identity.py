@@ -185,16 +185,7 @@ def _apply_group_roles(
     for key, (role, env) in wanted.items():
         if key in existing:
             continue  # already held (manually or by a group): nothing to add
-        user.assignments.append(
-            RoleAssignment(
-                role=role,
-                role_id=role.id,
-                environment=env,
-                environment_id=env.id if env else None,
-                scope_key=key[1],
-                source="group",
-            )
-        )
+        user.assignments.append(RoleAssignment.grant(role, env, source="group"))
         added.append(f"{role.name}@{key[1]}")
     if added or removed:
         db.flush()
@@ -211,6 +202,26 @@ def _apply_group_roles(
 
 def _jit_username(value: str) -> str:
     return users.validate_username(value)
+
+
+def _create_jit_user(db: Session, value: str, claims: Mapping[str, Any]) -> User:
+    """Just-in-time provisioning: a new IT user named by the matching claim ``value``."""
+    email = claims.get("email") if claims.get("email_verified") is True else None
+    name = claims.get("name")
+    try:
+        return users.create_user(
+            db,
+            Actor.system("jit"),
+            username=_jit_username(value),
+            email=email if isinstance(email, str) else None,
+            display_name=name if isinstance(name, str) else None,
+        )
+    except DomainError as exc:
+        raise _refuse(
+            "unknown_user",
+            "There is no Gatehouse account for you and one could not be created "
+            f"automatically ({exc.detail}). Ask an administrator.",
+        ) from exc
 
 
 def match_user(
@@ -234,22 +245,7 @@ def match_user(
     user = resolution.user
     if resolution.action == "create":
         assert resolution.value is not None
-        email = claims.get("email") if claims.get("email_verified") is True else None
-        name = claims.get("name")
-        try:
-            user = users.create_user(
-                db,
-                Actor.system("jit"),
-                username=_jit_username(resolution.value),
-                email=email if isinstance(email, str) else None,
-                display_name=name if isinstance(name, str) else None,
-            )
-        except DomainError as exc:
-            raise _refuse(
-                "unknown_user",
-                "There is no Gatehouse account for you and one could not be created "
-                f"automatically ({exc.detail}). Ask an administrator.",
-            ) from exc
+        user = _create_jit_user(db, resolution.value, claims)
     assert user is not None
     _check_enabled(user)
     if resolution.action in ("bind", "create"):

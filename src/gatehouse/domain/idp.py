@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from gatehouse.domain import audit, changes
 from gatehouse.domain.audit import Actor
-from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain.crypto import EncryptionContext, SecretBox
 from gatehouse.domain.errors import Conflict, InvalidInput, PreconditionFailed
 from gatehouse.domain.idp_settings import (
     DEFAULT_SCOPES,
@@ -49,6 +49,7 @@ from gatehouse.oidc import (
     MetadataCache,
     ProviderMetadata,
     build_client_assertion,
+    fetch_userinfo,
 )
 from gatehouse.store.db import Database
 from gatehouse.store.models import IdPConfig, IdPState
@@ -69,8 +70,6 @@ __all__ = [
     "save_config",
 ]
 
-SECRET_CONTEXT = "idp_config.client_secret"  # noqa: S105 - an encryption context label
-KEY_CONTEXT = "idp_config.private_key_jwk"
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
@@ -135,6 +134,42 @@ def _stored(row: IdPConfig, allow_insecure_http: bool) -> StoredConfig:
     )
 
 
+def _client_credentials(
+    settings: IdPSettings,
+    previous: IdPConfig | None,
+    box: SecretBox,
+    *,
+    client_secret: str | None,
+    private_key_jwk: str | None,
+) -> tuple[bytes | None, bytes | None]:
+    """The encrypted client secret and private key of a new version: a new value replaces the
+    previous one, none keeps it; the chosen client authentication must have what it needs."""
+    secret_enc = previous.client_secret_enc if previous is not None else None
+    key_enc = previous.private_key_jwk_enc if previous is not None else None
+    if client_secret is not None and client_secret != "":
+        if len(client_secret) > 1024:
+            raise InvalidInput(
+                "The client secret is too long.", code="invalid_idp_config", field="client_secret"
+            )
+        secret_enc = box.encrypt_str(client_secret, context=EncryptionContext.IDP_CLIENT_SECRET)
+    if private_key_jwk is not None and private_key_jwk != "":
+        _check_private_key(settings, private_key_jwk)
+        key_enc = box.encrypt_str(private_key_jwk, context=EncryptionContext.IDP_PRIVATE_KEY)
+    method = settings.token_endpoint_auth_method
+    if method in ("client_secret_basic", "client_secret_post") and secret_enc is None:
+        raise InvalidInput(
+            f"{method} needs the client secret.", code="invalid_idp_config", field="client_secret"
+        )
+    if method == "private_key_jwt" and key_enc is None:
+        raise InvalidInput(
+            "private_key_jwt needs the client's private key (a JWK).",
+            code="invalid_idp_config",
+            field="private_key_jwk",
+        )
+    return secret_enc, key_enc
+
+
+# Long on purpose: one transaction (check, store, audit) read top to bottom.
 def save_config(
     db: Session,
     actor: Actor,
@@ -164,28 +199,10 @@ def save_config(
             f"{if_match}). Reload it and apply your change again.",
         )
     previous = db.get(IdPConfig, current) if current is not None else None
-    secret_enc = previous.client_secret_enc if previous is not None else None
-    key_enc = previous.private_key_jwk_enc if previous is not None else None
-    if client_secret is not None and client_secret != "":
-        if len(client_secret) > 1024:
-            raise InvalidInput(
-                "The client secret is too long.", code="invalid_idp_config", field="client_secret"
-            )
-        secret_enc = box.encrypt_str(client_secret, context=SECRET_CONTEXT)
-    if private_key_jwk is not None and private_key_jwk != "":
-        _check_private_key(settings, private_key_jwk)
-        key_enc = box.encrypt_str(private_key_jwk, context=KEY_CONTEXT)
+    secret_enc, key_enc = _client_credentials(
+        settings, previous, box, client_secret=client_secret, private_key_jwk=private_key_jwk
+    )
     method = settings.token_endpoint_auth_method
-    if method in ("client_secret_basic", "client_secret_post") and secret_enc is None:
-        raise InvalidInput(
-            f"{method} needs the client secret.", code="invalid_idp_config", field="client_secret"
-        )
-    if method == "private_key_jwt" and key_enc is None:
-        raise InvalidInput(
-            "private_key_jwt needs the client's private key (a JWK).",
-            code="invalid_idp_config",
-            field="private_key_jwk",
-        )
     version = int(db.scalar(select(func.coalesce(func.max(IdPConfig.version), 0))) or 0) + 1
     row = IdPConfig(
         version=version,
@@ -303,6 +320,23 @@ class IdPContext:
                 )
             return self._jwks
 
+    def userinfo(
+        self, access_token: str, subject: str, client_id: str | None = None
+    ) -> dict[str, Any]:
+        """The UserInfo claims for ``access_token``; their ``sub`` must be ``subject`` (OIDC
+        Core 5.3.4). ``client_id``: the client the token was issued to (default: the web one).
+
+        :raises IdPUnavailableError | DiscoveryError | UserInfoError | TokenValidationError:
+        """
+        return fetch_userinfo(
+            self.http,
+            self.metadata(),
+            access_token,
+            subject,
+            jwks=self.jwks,
+            client_id=client_id or self.settings.client_id,
+        )
+
     def id_token_validator(self, client_id: str | None = None) -> IDTokenValidator:
         """A validator for ID tokens issued to ``client_id`` (default: the web client)."""
         return IDTokenValidator(
@@ -405,15 +439,11 @@ class IdPService:
         if row is None:
             raise IdPNotConfigured(f"IdP configuration version {version} does not exist.")
         settings = IdPSettings.parse(row.data, allow_insecure_http=self.allow_insecure_http)
-        secret = (
-            self._box.decrypt_str(row.client_secret_enc, context=SECRET_CONTEXT)
-            if row.client_secret_enc is not None
-            else None
+        secret = self._box.decrypt_optional(
+            row.client_secret_enc, context=EncryptionContext.IDP_CLIENT_SECRET
         )
-        key = (
-            self._box.decrypt_str(row.private_key_jwk_enc, context=KEY_CONTEXT)
-            if row.private_key_jwk_enc is not None
-            else None
+        key = self._box.decrypt_optional(
+            row.private_key_jwk_enc, context=EncryptionContext.IDP_PRIVATE_KEY
         )
         return settings, secret, key
 

@@ -31,14 +31,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
-from gatehouse.domain.access_tokens import SIGNING_KEY_CONTEXT, AccessTokenService
-from gatehouse.domain.crypto import DecryptionError, SecretBox
-from gatehouse.domain.idp import KEY_CONTEXT, SECRET_CONTEXT
-from gatehouse.domain.oidc_login import FLOW_CONTEXT, ID_TOKEN_CONTEXT, REFRESH_TOKEN_CONTEXT
+from gatehouse.domain.access_tokens import AccessTokenService
+from gatehouse.domain.crypto import DecryptionError, EncryptionContext, SecretBox
 from gatehouse.settings import Settings
 from gatehouse.store.db import Database
-from gatehouse.store.models import IdPConfig, KeyValue, OIDCFlow, Session, SigningKey
-from gatehouse.sync.puller import CREDENTIAL_CONTEXT, CREDENTIAL_KEY
+from gatehouse.store.models import (
+    SYNC_CREDENTIAL_KEY,
+    IdPConfig,
+    KeyValue,
+    OIDCFlow,
+    Session,
+    SigningKey,
+)
 
 
 class RotationError(Exception):
@@ -55,49 +59,64 @@ class EncryptedColumn:
     context: Callable[[Any], bytes]
 
 
-def _fixed(label: str | bytes) -> Callable[[Any], bytes]:
-    value = label.encode() if isinstance(label, str) else label
+def _fixed(label: EncryptionContext) -> Callable[[Any], bytes]:
+    value = label.encode()
     return lambda _pk: value
 
 
-#: Every encrypted column (grep ``box.encrypt`` when adding one; a test checks the models).
+def _per_row(label: EncryptionContext) -> Callable[[Any], bytes]:
+    return lambda pk: (label + str(pk)).encode()
+
+
+#: Every encrypted column and its context from the one table, ``crypto.EncryptionContext``
+#: (grep ``box.encrypt`` when adding one; a test checks the models and the table).
 COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn(
         "idp_configs.client_secret_enc",
         IdPConfig.version,
         IdPConfig.client_secret_enc,
-        _fixed(SECRET_CONTEXT),
+        _fixed(EncryptionContext.IDP_CLIENT_SECRET),
     ),
     EncryptedColumn(
         "idp_configs.private_key_jwk_enc",
         IdPConfig.version,
         IdPConfig.private_key_jwk_enc,
-        _fixed(KEY_CONTEXT),
+        _fixed(EncryptionContext.IDP_PRIVATE_KEY),
     ),
     EncryptedColumn(
         "sessions.refresh_token_enc",
         Session.id_hash,
         Session.refresh_token_enc,
-        _fixed(REFRESH_TOKEN_CONTEXT),
+        _fixed(EncryptionContext.SESSION_REFRESH_TOKEN),
     ),
     EncryptedColumn(
-        "sessions.id_token_enc", Session.id_hash, Session.id_token_enc, _fixed(ID_TOKEN_CONTEXT)
+        "sessions.id_token_enc",
+        Session.id_hash,
+        Session.id_token_enc,
+        _fixed(EncryptionContext.SESSION_ID_TOKEN),
+    ),
+    EncryptedColumn(
+        "sessions.id_token_claims_enc",
+        Session.id_hash,
+        Session.id_token_claims_enc,
+        _fixed(EncryptionContext.SESSION_ID_TOKEN_CLAIMS),
     ),
     EncryptedColumn(
         "oidc_flows.data_enc",
         OIDCFlow.state_hash,
         OIDCFlow.data_enc,
-        lambda state_hash: (FLOW_CONTEXT + str(state_hash)).encode(),
+        _per_row(EncryptionContext.OIDC_FLOW),
     ),
     EncryptedColumn(
         "signing_keys.private_key_enc",
         SigningKey.kid,
         SigningKey.private_key_enc,
-        _fixed(SIGNING_KEY_CONTEXT),
+        _fixed(EncryptionContext.SIGNING_KEY),
     ),
 )
 #: Environment role: the console credential, base64 inside a JSON value.
-CREDENTIAL_NAME = "key_values.sync.credential"
+CREDENTIAL_NAME = "key_values." + SYNC_CREDENTIAL_KEY
+CREDENTIAL_CONTEXT = EncryptionContext.SYNC_CREDENTIAL
 
 
 @dataclass
@@ -251,7 +270,7 @@ def _visit(
 
 def _visit_credential(db: Database, box: SecretBox, counts: Counts, *, rewrite: bool) -> None:
     with db.session() as s:
-        row = s.get(KeyValue, CREDENTIAL_KEY, with_for_update=True)
+        row = s.get(KeyValue, SYNC_CREDENTIAL_KEY, with_for_update=True)
         if row is None or "credential_enc" not in row.value:
             return
         blob = base64.b64decode(row.value["credential_enc"])

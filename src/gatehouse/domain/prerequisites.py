@@ -88,45 +88,43 @@ def check_environment(
             )
         )
     for component, minimum in mins.items():
-        reported = env.versions.get(component)
-        if reported is None:
-            failures.append(
-                PrerequisiteFailure(
-                    name, f"{name} does not report {component}, needs >= {minimum}", component
-                )
-            )
-            continue
-        try:
-            needed = Version(minimum)
-        except InvalidVersion:
-            failures.append(
-                PrerequisiteFailure(
-                    name,
-                    f"the minimum for {component} ({minimum!r}) is not a version; fix the "
-                    "prerequisites table",
-                    component,
-                )
-            )
-            continue
-        try:
-            actual = Version(str(reported))
-        except InvalidVersion:
-            failures.append(
-                PrerequisiteFailure(
-                    name,
-                    f"{name} reports {component} {str(reported)!r}, which is not a version "
-                    f"(needs >= {minimum})",
-                    component,
-                )
-            )
-            continue
-        if actual < needed:
-            failures.append(
-                PrerequisiteFailure(
-                    name, f"{name} reports {component} {reported}, needs >= {minimum}", component
-                )
-            )
+        failure = _component_failure(name, component, minimum, env.versions.get(component))
+        if failure is not None:
+            failures.append(failure)
     return failures
+
+
+def _component_failure(
+    name: str, component: str, minimum: str, reported: object
+) -> PrerequisiteFailure | None:
+    """Why the version ``name`` reports for ``component`` fails its minimum, or None."""
+    if reported is None:
+        return PrerequisiteFailure(
+            name, f"{name} does not report {component}, needs >= {minimum}", component
+        )
+    try:
+        needed = Version(minimum)
+    except InvalidVersion:
+        return PrerequisiteFailure(
+            name,
+            f"the minimum for {component} ({minimum!r}) is not a version; fix the "
+            "prerequisites table",
+            component,
+        )
+    try:
+        actual = Version(str(reported))
+    except InvalidVersion:
+        return PrerequisiteFailure(
+            name,
+            f"{name} reports {component} {str(reported)!r}, which is not a version "
+            f"(needs >= {minimum})",
+            component,
+        )
+    if actual < needed:
+        return PrerequisiteFailure(
+            name, f"{name} reports {component} {reported}, needs >= {minimum}", component
+        )
+    return None
 
 
 def environment_failures(db: Session, now: datetime | None = None) -> list[PrerequisiteFailure]:

@@ -44,16 +44,15 @@ from gatehouse.domain.crypto import sha256_hex
 from gatehouse.domain.errors import Conflict, DomainError, Unauthenticated, Unavailable
 from gatehouse.domain.identity import IdentityRefused, claims_needed, match_user
 from gatehouse.domain.idp import IdPContext, IdPNotConfigured
+from gatehouse.domain.signin.common import SignInServices
 from gatehouse.metrics import IDP_UNAVAILABLE, TOKEN_EXCHANGE
 from gatehouse.oidc import (
     DiscoveryError,
     IdPUnavailableError,
     TokenValidationError,
     UserInfoError,
-    fetch_userinfo,
     validate_id_token,
 )
-from gatehouse.runtime import Runtime
 from gatehouse.store.models import User
 
 MAX_ID_TOKEN_AGE_SECONDS = 300
@@ -66,10 +65,10 @@ class Exchanged:
     user_id: int
 
 
-def _refused(rt: Runtime, ip: str | None, error: DomainError, action: str) -> DomainError:
+def _refused(svc: SignInServices, ip: str | None, error: DomainError, action: str) -> DomainError:
     TOKEN_EXCHANGE.labels(outcome=error.code).inc()
     audit.record_now(
-        rt.db.session,
+        svc.db.session,
         Actor.anonymous(ip),
         action,
         outcome="failure",
@@ -92,14 +91,14 @@ def role_claims(user: Any) -> list[dict[str, str | None]]:
     return [{"role": g.role, "environment": g.environment} for g in users.effective_roles(user)]
 
 
-def _native_context(rt: Runtime) -> tuple[IdPContext, str]:
+def _native_context(svc: SignInServices) -> tuple[IdPContext, str]:
     """The active IdP and its native client id, or the Conflict that says what is missing."""
-    if not rt.idp.is_active():
+    if not svc.idp.is_active():
         raise Conflict(
             "Single sign-on is not active on this server; local admins use /api/v1/auth/local.",
             code="oidc_not_active",
         )
-    ctx = rt.idp.current()
+    ctx = svc.idp.current()
     client_id = ctx.settings.native_client_id
     if not client_id:
         raise Conflict(
@@ -112,9 +111,7 @@ def _native_context(rt: Runtime) -> tuple[IdPContext, str]:
 def _userinfo(ctx: IdPContext, client_id: str, access_token: str, sub: str) -> dict[str, Any]:
     """UserInfo for the tool's IdP access token; its ``sub`` must be ``sub``."""
     try:
-        return fetch_userinfo(
-            ctx.http, ctx.metadata(), access_token, sub, jwks=ctx.jwks, client_id=client_id
-        )
+        return ctx.userinfo(access_token, sub, client_id)
     except (IdPUnavailableError, DiscoveryError) as exc:
         raise _unavailable("userinfo") from exc
     except (UserInfoError, TokenValidationError) as exc:
@@ -124,7 +121,7 @@ def _userinfo(ctx: IdPContext, client_id: str, access_token: str, sub: str) -> d
         ) from exc
 
 
-def _first_exchange(rt: Runtime, raw: str, claims: dict[str, Any], leeway: int) -> bool:
+def _first_exchange(svc: SignInServices, raw: str, claims: dict[str, Any], leeway: int) -> bool:
     """Whether this ID token is exchanged for the first time (replicas share the answer).
 
     Remembered until it could no longer pass validation (``exp`` or the freshness limit, plus
@@ -134,7 +131,7 @@ def _first_exchange(rt: Runtime, raw: str, claims: dict[str, Any], leeway: int) 
     token_id = jti if isinstance(jti, str) and jti else sha256_hex(raw)
     last_valid = min(float(claims["exp"]), float(claims["iat"]) + MAX_ID_TOKEN_AGE_SECONDS)
     until = datetime.fromtimestamp(last_valid + leeway + 1, UTC)
-    return replay.first_use(rt.db, f"id_token\n{claims['iss']}\n{token_id}", until)
+    return replay.first_use(svc.db, f"id_token\n{claims['iss']}\n{token_id}", until)
 
 
 def _identity_changed() -> IdentityRefused:
@@ -159,9 +156,11 @@ def _granted(
     return role_claims(user), user.id
 
 
-def _issue(rt: Runtime, user_id: int, client_id: str, roles: Any, auth_time: int) -> Exchanged:
-    rt.users.invalidate(user_id)
-    token, lifetime = rt.tokens.issue(
+def _issue(
+    svc: SignInServices, user_id: int, client_id: str, roles: Any, auth_time: int
+) -> Exchanged:
+    svc.users.invalidate(user_id)
+    token, lifetime = svc.tokens.issue(
         str(user_id),
         {
             "amr": ["oidc"],
@@ -175,7 +174,7 @@ def _issue(rt: Runtime, user_id: int, client_id: str, roles: Any, auth_time: int
 
 
 def exchange_id_token(
-    rt: Runtime,
+    svc: SignInServices,
     raw_id_token: str,
     *,
     ip: str | None,
@@ -195,7 +194,7 @@ def exchange_id_token(
     """
     action = "token.exchange"
     try:
-        ctx, client_id = _native_context(rt)
+        ctx, client_id = _native_context(svc)
         try:
             claims: dict[str, Any] = dict(
                 validate_id_token(
@@ -213,7 +212,7 @@ def exchange_id_token(
             raise Unauthenticated(exc.description, code=exc.error) from exc
         except (IdPUnavailableError, DiscoveryError) as exc:
             raise _unavailable("token_exchange") from exc
-        replayed = not _first_exchange(rt, raw_id_token, claims, ctx.settings.clock_skew_seconds)
+        replayed = not _first_exchange(svc, raw_id_token, claims, ctx.settings.clock_skew_seconds)
         if replayed and not idp_access_token:
             raise Unauthenticated(
                 "This ID token was already exchanged; sign in again.", code="token_replayed"
@@ -224,18 +223,18 @@ def exchange_id_token(
             info = _userinfo(ctx, client_id, idp_access_token, str(claims["sub"]))
             claims = {**info, **claims}  # the signed ID token wins where both speak
         issuer = str(claims["iss"])
-        with rt.db.session() as db:
+        with svc.db.session() as db:
             user = match_user(db, ctx.settings, issuer, claims, actor=Actor.anonymous(ip))
             users.mark_signed_in(user)
             roles, user_id = _granted(db, user, ip, action, issuer, client_id)
     except (Conflict, IdPNotConfigured, Unauthenticated, IdentityRefused, Unavailable) as exc:
-        raise _refused(rt, ip, exc, action) from exc
+        raise _refused(svc, ip, exc, action) from exc
     TOKEN_EXCHANGE.labels(outcome="ok").inc()
-    return _issue(rt, user_id, client_id, roles, int(time.time() if now is None else now))
+    return _issue(svc, user_id, client_id, roles, int(time.time() if now is None else now))
 
 
 def renew_access_token(
-    rt: Runtime, previous_token: str, idp_access_token: str, *, ip: str | None
+    svc: SignInServices, previous_token: str, idp_access_token: str, *, ip: str | None
 ) -> Exchanged:
     """A new Gatehouse token for a tool whose IdP refresh brought no new ID token.
 
@@ -248,9 +247,9 @@ def renew_access_token(
     """
     action = "token.renew"
     try:
-        ctx, client_id = _native_context(rt)
-        previous = rt.tokens.verify_for_renewal(
-            previous_token, max_age_seconds=rt.settings.session_max_hours * 3600
+        ctx, client_id = _native_context(svc)
+        previous = svc.tokens.verify_for_renewal(
+            previous_token, max_age_seconds=svc.session_limits.absolute.total_seconds()
         )
         if previous.get("method") != "oidc" or previous.get("client_id") != client_id:
             raise Unauthenticated(
@@ -259,18 +258,18 @@ def renew_access_token(
             )
         user_id = int(previous["sub"])
         issuer = ctx.settings.issuer
-        with rt.db.session() as db:
+        with svc.db.session() as db:
             bound = db.get(User, user_id)
             subject = bound.idp_subject if bound is not None else None
             if bound is None or bound.idp_issuer != issuer or not subject:
                 raise _identity_changed()
         info = _userinfo(ctx, client_id, idp_access_token, subject)
-        with rt.db.session() as db:
+        with svc.db.session() as db:
             user = match_user(db, ctx.settings, issuer, info, actor=Actor.anonymous(ip))
             if user.id != user_id:
                 raise _identity_changed()
             roles, _ = _granted(db, user, ip, action, issuer, client_id)
     except (Conflict, IdPNotConfigured, Unauthenticated, IdentityRefused, Unavailable) as exc:
-        raise _refused(rt, ip, exc, action) from exc
+        raise _refused(svc, ip, exc, action) from exc
     TOKEN_EXCHANGE.labels(outcome="renewed").inc()
-    return _issue(rt, user_id, client_id, roles, int(previous["auth_time"]))
+    return _issue(svc, user_id, client_id, roles, int(previous["auth_time"]))

@@ -20,7 +20,7 @@ from gatehouse.domain import audit, changes, passwords
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.errors import Conflict, InvalidInput, LastAdminError, NotFound
 from gatehouse.domain.idp_state import password_policy
-from gatehouse.store.models import Environment, Role, RoleAssignment, User, scope_key_for, utcnow
+from gatehouse.store.models import Environment, Role, RoleAssignment, User, utcnow
 from gatehouse.store.models import Session as SessionRow
 
 ROLE_NAMES = ("Administrator", "Developer", "Viewer")
@@ -327,15 +327,7 @@ def _apply_roles(db: Session, user: User, grants: Sequence[RoleGrant]) -> None:
     user.assignments.clear()
     db.flush()
     for role, env in wanted:
-        user.assignments.append(
-            RoleAssignment(
-                role=role,
-                role_id=role.id,
-                environment=env,
-                environment_id=env.id if env else None,
-                scope_key=scope_key_for(env.id if env else None),
-            )
-        )
+        user.assignments.append(RoleAssignment.grant(role, env))
     db.flush()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -100,6 +101,11 @@ def start_device_authorization(
             f"The device authorization endpoint refused the request "
             f"(HTTP {response.status_code}" + (f", {code}" if code else "") + ").",
         )
+    return _device_authorization(document)
+
+
+def _device_authorization(document: dict[str, Any]) -> DeviceAuthorization:
+    """RFC 8628 3.2: the response's fields, every required one present and of its type."""
     device_code = document.get("device_code")
     user_code = document.get("user_code")
     # "verification_url" is the pre-RFC name some providers (Google) still send

@@ -410,6 +410,7 @@ def validate_id_token(
     )
 
 
+# Long on purpose: one check per sentence of OIDC Core 12.2, quoted in the docstring.
 def validate_refreshed_id_token(
     new_id_token: str | None,
     previous: VerifiedIDTokenClaims,

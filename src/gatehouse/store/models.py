@@ -122,6 +122,21 @@ class RoleAssignment(Base):
     role: Mapped[Role] = relationship(lazy="joined")
     environment: Mapped[Environment | None] = relationship(lazy="joined")
 
+    @classmethod
+    def grant(
+        cls, role: Role, environment: Environment | None, *, source: str = "manual"
+    ) -> RoleAssignment:
+        """``role`` everywhere (``environment`` None) or in one environment."""
+        environment_id = environment.id if environment is not None else None
+        return cls(
+            role=role,
+            role_id=role.id,
+            environment=environment,
+            environment_id=environment_id,
+            scope_key=scope_key_for(environment_id),
+            source=source,
+        )
+
 
 class Environment(Base):
     __tablename__ = "environments"
@@ -193,6 +208,8 @@ class Session(Base):
     idp_sid: Mapped[str | None] = mapped_column(String(255), index=True)
     idp_config_version: Mapped[int | None] = mapped_column(Integer)
     id_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the ID token's claims as the validator verified them (JSON, encrypted)
+    id_token_claims_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     id_token_expires_at: Mapped[datetime | None]
     refresh_token_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     access_token_expires_at: Mapped[datetime | None]
@@ -330,6 +347,14 @@ class ChangeLog(Base):
     entity: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: The keys of ``key_values`` in use (one row each).
+INITIAL_ADMIN_KEY = "initial_admin"
+#: Environment role: the console URL and this server's credential (encrypted, base64).
+SYNC_CREDENTIAL_KEY = "sync.credential"
+#: Environment role: revision, IdP fingerprint, last success and last error of the sync.
+SYNC_STATE_KEY = "sync.state"
 
 
 class KeyValue(Base):

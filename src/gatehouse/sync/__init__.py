@@ -11,7 +11,8 @@ credential as ``Authorization: Bearer ghe_...`` (only its SHA-256 is stored on t
     POST /api/v1/sync/heartbeat  {"gatehouse_version", "protocol_version", "versions", "health"}
     GET  /api/v1/sync/status     (environment server) how stale its copy is
 
-Modules: ``feed`` (console: build pages), ``api`` (HTTP adapters), ``replica`` (environment:
-apply pages), ``puller`` (environment: the loop), ``readonly`` (environment: refuse writes to
-what the console owns).
+Modules: ``feed`` (console: build pages), ``replica`` (environment: apply pages), ``puller``
+(environment: the loop). The HTTP side sits with the other routes: ``web/api/sync.py`` (these
+endpoints) and ``web/readonly.py`` (environment: refuse writes to what the console owns); this
+package never imports :mod:`gatehouse.web` (docs/architecture.md).
 """

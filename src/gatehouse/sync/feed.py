@@ -22,18 +22,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from gatehouse import PROTOCOL_VERSION
-from gatehouse.domain import changes, idp, idp_state
-from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain import changes, idp_state
+from gatehouse.domain.crypto import EncryptionContext, SecretBox
 from gatehouse.store.models import ChangeLog, Environment, User
 
 #: Changed entities per incremental page, users per full-snapshot page.
 PAGE_SIZE = 1000
 #: How long the console keeps change-log rows; an environment further behind gets a snapshot.
 RETENTION = timedelta(days=7)
-#: Encryption contexts of the IdP secrets at rest: the IdP domain's own, so that the sign-in code
-#: reads a synced configuration exactly like one saved locally.
-CLIENT_SECRET_CONTEXT = idp.SECRET_CONTEXT
-PRIVATE_KEY_CONTEXT = idp.KEY_CONTEXT
 
 
 @dataclass(frozen=True)
@@ -77,10 +73,6 @@ def user_of(user: User, environment_id: int) -> dict[str, Any]:
     }
 
 
-def _decrypt(box: SecretBox, blob: bytes | None, context: str) -> str | None:
-    return box.decrypt_str(blob, context=context) if blob is not None else None
-
-
 def idp_fingerprint(db: Session) -> str:
     """Changes whenever anything an environment copies of the IdP configuration changes."""
     state = idp_state.get_state(db)
@@ -117,8 +109,12 @@ def idp_payload(db: Session, box: SecretBox) -> dict[str, Any]:
             "created_at": config.created_at.isoformat(),
             "created_by": config.created_by,
             "data": config.data,  # IdPSettings.as_dict(), as saved (domain/idp_settings.py)
-            "client_secret": _decrypt(box, config.client_secret_enc, CLIENT_SECRET_CONTEXT),
-            "private_key_jwk": _decrypt(box, config.private_key_jwk_enc, PRIVATE_KEY_CONTEXT),
+            "client_secret": box.decrypt_optional(
+                config.client_secret_enc, context=EncryptionContext.IDP_CLIENT_SECRET
+            ),
+            "private_key_jwk": box.decrypt_optional(
+                config.private_key_jwk_enc, context=EncryptionContext.IDP_PRIVATE_KEY
+            ),
         }
     return body
 

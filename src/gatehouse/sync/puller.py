@@ -1,10 +1,11 @@
 """The environment server's sync loop: join once, then pull the feed and report heartbeats.
 
-Runs in one daemon thread started by the app's start-up hooks when ``GATEHOUSE_ROLE`` is
-``environment``. Failures never stop the server: it keeps serving its last copy, and
-``GET /api/v1/sync/status`` says how stale that copy is. Instance state lives in ``key_values``:
-``sync.credential`` (console URL, the credential encrypted under this server's key, a hash of the
-join token it came from) and ``sync.state`` (revision, IdP fingerprint, last success, last error).
+Runs in one daemon thread started with the app (``lifecycle.background_services``) when
+``GATEHOUSE_ROLE`` is ``environment``. Failures never stop the server: it keeps serving its last
+copy, and ``GET /api/v1/sync/status`` says how stale that copy is. Instance state lives in
+``key_values``: ``sync.credential`` (console URL, the credential encrypted under this server's
+key, a hash of the join token it came from) and ``sync.state`` (revision, IdP fingerprint, last
+success, last error).
 """
 
 from __future__ import annotations
@@ -22,19 +23,15 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.orm import Session
 
 from gatehouse import PROTOCOL_VERSION, __version__
-from gatehouse.domain.crypto import sha256_hex
+from gatehouse.domain.crypto import EncryptionContext, sha256_hex
 from gatehouse.domain.environments import parse_component_versions
-from gatehouse.lifecycle import run_alongside
 from gatehouse.metrics import REGISTRY
 from gatehouse.settings import Settings
-from gatehouse.store.models import KeyValue
+from gatehouse.store.models import SYNC_CREDENTIAL_KEY, SYNC_STATE_KEY, KeyValue
 from gatehouse.sync import replica
 
 log = logging.getLogger("gatehouse.sync")
 
-CREDENTIAL_KEY = "sync.credential"
-STATE_KEY = "sync.state"
-CREDENTIAL_CONTEXT = "sync-credential"
 #: The environment counts as stale after this many missed intervals.
 STALE_AFTER_INTERVALS = 3
 
@@ -78,8 +75,8 @@ def _put(db: Session, key: str, value: dict[str, Any]) -> None:
 
 def read_status(db: Session, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     """What ``/api/v1/sync/status`` shows; also the health reported to the console."""
-    state = _get(db, STATE_KEY)
-    joined = bool(_get(db, CREDENTIAL_KEY))
+    state = _get(db, SYNC_STATE_KEY)
+    joined = bool(_get(db, SYNC_CREDENTIAL_KEY))
     last = state.get("last_success_at")
     age = None
     if last:
@@ -127,7 +124,8 @@ class EnvironmentSync:
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         with self.rt.db.session() as db:
-            self.rt.users.environment_id = (_get(db, STATE_KEY).get("environment") or {}).get("id")
+            environment = _get(db, SYNC_STATE_KEY).get("environment") or {}
+        self.rt.users.environment_id = environment.get("id")
         self._thread = threading.Thread(target=self._loop, name="gatehouse-sync", daemon=True)
         self._thread.start()
 
@@ -182,11 +180,12 @@ class EnvironmentSync:
     def _credential(self) -> Credential:
         token = self.settings.join_token
         with self.rt.db.session() as db:
-            stored = _get(db, CREDENTIAL_KEY)
+            stored = _get(db, SYNC_CREDENTIAL_KEY)
         fresh_token = token is not None and stored.get("join_token_hash") != sha256_hex(token)
         if stored and not fresh_token:
             secret = self.rt.box.decrypt_str(
-                base64.b64decode(stored["credential_enc"]), context=CREDENTIAL_CONTEXT
+                base64.b64decode(stored["credential_enc"]),
+                context=EncryptionContext.SYNC_CREDENTIAL,
             )
             return Credential(stored["console_url"], secret)
         console = (self.settings.console_url or stored.get("console_url") or "").rstrip("/")
@@ -203,17 +202,17 @@ class EnvironmentSync:
         with self.rt.db.session() as db:
             _put(
                 db,
-                CREDENTIAL_KEY,
+                SYNC_CREDENTIAL_KEY,
                 {
                     "console_url": console,
                     "credential_enc": base64.b64encode(
-                        self.rt.box.encrypt_str(secret, context=CREDENTIAL_CONTEXT)
+                        self.rt.box.encrypt_str(secret, context=EncryptionContext.SYNC_CREDENTIAL)
                     ).decode(),
                     "join_token_hash": sha256_hex(token),
                 },
             )
             # A (re-)join starts from a full snapshot.
-            _put(db, STATE_KEY, {"environment": body["environment"]})
+            _put(db, SYNC_STATE_KEY, {"environment": body["environment"]})
             replica.ensure_self(db, body["environment"])
         self.rt.users.environment_id = int(body["environment"]["id"])
         log.info("joined the console at %s as %s", console, body["environment"]["name"])
@@ -241,7 +240,7 @@ class EnvironmentSync:
 
     def _pull(self, credential: Credential) -> None:
         with self.rt.db.session() as db:
-            state = _get(db, STATE_KEY)
+            state = _get(db, SYNC_STATE_KEY)
         url = f"{credential.console_url}/api/v1/sync/changes"
         since: int | None = state.get("revision")
         fingerprint = state.get("idp_fingerprint")
@@ -290,7 +289,7 @@ class EnvironmentSync:
                         body["idp"],
                         allow_insecure_http=self.rt.settings.allow_insecure_http,
                     )
-                state = _get(db, STATE_KEY)
+                state = _get(db, SYNC_STATE_KEY)
                 state.update(
                     revision=int(body["revision"]),
                     idp_fingerprint=body["idp_fingerprint"],
@@ -298,7 +297,7 @@ class EnvironmentSync:
                     last_success_at=_now().isoformat(),
                     last_error=None,
                 )
-                _put(db, STATE_KEY, state)
+                _put(db, SYNC_STATE_KEY, state)
         except (replica.ProtocolError, KeyError, TypeError, ValueError) as exc:
             raise SyncError("bad_page", f"could not apply a feed page: {exc}") from exc
         self.rt.users.environment_id = env_id
@@ -309,24 +308,13 @@ class EnvironmentSync:
 
     def _record(self, *, error: str | None) -> None:
         with self.rt.db.session() as db:
-            state = _get(db, STATE_KEY)
+            state = _get(db, SYNC_STATE_KEY)
             state["last_error"] = error
             if error is None:
                 state["last_success_at"] = _now().isoformat()
-            _put(db, STATE_KEY, state)
+            _put(db, SYNC_STATE_KEY, state)
 
 
 def _forget_idp(rt: Any) -> None:
     """Drop the runtime's cached IdP contexts so sign-in sees the synced configuration at once."""
     rt.idp.invalidate()
-
-
-def install(app: Any) -> None:
-    """Start the sync loop with the app (environment role) and stop it with the app."""
-
-    def make(app: Any) -> EnvironmentSync:
-        sync = EnvironmentSync(app.state.runtime)
-        app.state.environment_sync = sync
-        return sync
-
-    run_alongside(app, make)

@@ -17,11 +17,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from gatehouse.domain import idp_state, users
-from gatehouse.domain.crypto import SecretBox
+from gatehouse.domain.crypto import EncryptionContext, SecretBox
 from gatehouse.domain.errors import InvalidInput
 from gatehouse.domain.idp_settings import IdPSettings
 from gatehouse.store.models import Environment, IdPConfig, Role, RoleAssignment, User, scope_key_for
-from gatehouse.sync.feed import CLIENT_SECRET_CONTEXT, PRIVATE_KEY_CONTEXT
 
 log = logging.getLogger("gatehouse.sync")
 
@@ -166,11 +165,11 @@ def apply_idp(
             )
         secret = config.get("client_secret")
         key = config.get("private_key_jwk")
-        row.client_secret_enc = (
-            box.encrypt_str(secret, context=CLIENT_SECRET_CONTEXT) if secret is not None else None
+        row.client_secret_enc = box.encrypt_optional(
+            secret, context=EncryptionContext.IDP_CLIENT_SECRET
         )
-        row.private_key_jwk_enc = (
-            box.encrypt_str(key, context=PRIVATE_KEY_CONTEXT) if key is not None else None
+        row.private_key_jwk_enc = box.encrypt_optional(
+            key, context=EncryptionContext.IDP_PRIVATE_KEY
         )
         db.flush()
     st = payload.get("state") or {}

@@ -13,48 +13,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
-from gatehouse import __version__
+from gatehouse import __version__, lifecycle
 from gatehouse.domain.errors import DomainError, TooManyAttempts
-from gatehouse.metrics import ERRORS
 from gatehouse.runtime import Runtime
 from gatehouse.settings import Settings, load_settings
-from gatehouse.web import logredact
+from gatehouse.web import logredact, routes
 from gatehouse.web.console.forms import LoginRequired
+from gatehouse.web.errors import error_response, wants_json
 from gatehouse.web.middleware import SecurityMiddleware
-from gatehouse.web.templating import render_error
 
 log = logging.getLogger("gatehouse.web")
 STATIC = Path(__file__).parent / "static"
-
-
-def wants_json(request: Request) -> bool:
-    path = request.url.path
-    if path.startswith("/api/") or path.startswith("/auth/verify"):
-        return True
-    if path.startswith("/auth/oidc/backchannel-logout"):
-        return True
-    accept = request.headers.get("accept", "")
-    return "application/json" in accept and "text/html" not in accept
-
-
-def error_response(
-    request: Request,
-    status: int,
-    code: str,
-    detail: str,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Response:
-    ERRORS.labels(status=str(status), error=code).inc()
-    if wants_json(request):
-        return JSONResponse(
-            {**(extra or {}), "error": code, "detail": detail},
-            status_code=status,
-            headers={"Cache-Control": "no-store", **(headers or {})},
-        )
-    return render_error(request, status, code, detail, headers=headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -124,21 +95,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """Build the ASGI app. ``runtime.start()`` (migrations, keys) runs at start-up."""
+    """Build the ASGI app. ``runtime.start()`` (migrations, keys) runs at start-up, then the
+    background services of :func:`gatehouse.lifecycle.background_services` until shutdown.
+
+    ``app.state`` holds the runtime only: every service is reached through it (``web.deps``),
+    none is installed on the app."""
     if runtime is None:
         runtime = Runtime(settings or load_settings())
     rt = runtime
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not getattr(rt, "_started", False):
+        if not rt.started:
             rt.start()
-            rt._started = True  # type: ignore[attr-defined]
-        for hook in app.state.startup_hooks:
-            hook(app)
-        yield
-        for hook in app.state.shutdown_hooks:
-            hook(app)
+        with lifecycle.running(lifecycle.background_services(rt)):
+            yield
 
     app = FastAPI(
         title="Gatehouse",
@@ -150,19 +121,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/openapi.json",
     )
     app.state.runtime = rt
-    app.state.startup_hooks = []
-    app.state.shutdown_hooks = []
-    app.state.trusted_proxies = frozenset(
-        p.strip() for p in rt.settings.trusted_proxies.split(",") if p.strip()
-    )
     install_error_handlers(app)
     logredact.install()
     app.add_middleware(SecurityMiddleware, settings=rt.settings)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    from gatehouse.web import routes
-
-    routes.include_all(app)
+    routes.include_all(app, rt)
     _document_errors(app)
     return app
 

@@ -1,25 +1,47 @@
 """FastAPI dependencies: the runtime, a database unit of work, and who the caller is.
 
-``CurrentUser`` / ``CurrentAdmin`` resolve a bearer token (Gatehouse access token, or an API
-token) or the session cookie. Cookie-authenticated unsafe API calls must carry the session's CSRF
-token in ``X-CSRF-Token``.
+Every request is authenticated here, by one of four credentials, each resolved by a service
+the runtime owns (``rt.<name>``, built in :class:`gatehouse.runtime.Runtime`):
+
+============================================  ==============================================
+credential                                    resolved by
+============================================  ==============================================
+``Authorization: Bearer <JWT>``               ``rt.tokens`` (Gatehouse access token) and
+                                              ``rt.users`` — on the event loop when both are
+                                              cached (:func:`_principal_async`)
+``Authorization: Bearer gth_…``               ``rt.api_tokens`` (API token) and ``rt.users``
+session cookie                                ``sessions.load_session``, then
+                                              ``rt.session_keeper`` (every session, so an OIDC
+                                              session is always checked against the IdP)
+``Authorization: Bearer <environment         ``environments.authenticate`` — only on the sync
+credential>``                                 routes (``CallerEnvironment``)
+============================================  ==============================================
+
+``CurrentUser`` / ``CurrentAdmin`` are the first three, as a :class:`Principal`;
+cookie-authenticated unsafe API calls must carry the session's CSRF token in ``X-CSRF-Token``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from gatehouse.domain import sessions
+from gatehouse.domain import environments, sessions
+from gatehouse.domain.api_tokens import TOKEN_PREFIX
 from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import sha256_hex
 from gatehouse.domain.errors import Forbidden, Unauthenticated
 from gatehouse.domain.ratelimit import Limit
-from gatehouse.runtime import Runtime, UserSnapshot
+from gatehouse.domain.user_cache import UserSnapshot
+from gatehouse.metrics import API_AUTH
+from gatehouse.runtime import Runtime
+from gatehouse.store.models import Environment
+from gatehouse.store.models import Session as SessionRow
 from gatehouse.web.csrf import check_csrf_header
 from gatehouse.web.net import client_ip
 from gatehouse.web.principal import ALL_SCOPES, Principal
@@ -67,7 +89,10 @@ def session_cookie_name(rt: Runtime) -> str:
 
 
 def resolve_principal(request: Request) -> Principal | None:
-    """The caller, or None. Cached on the request."""
+    """The caller, or None (no credential sent). Cached on the request.
+
+    :raises Unauthenticated: a bearer token was sent and is not valid
+    """
     if "principal" in request.state._state:
         cached: Principal | None = request.state.principal
         return cached
@@ -80,35 +105,53 @@ def resolve_principal(request: Request) -> Principal | None:
             raise Unauthenticated(
                 "Use an Authorization header of the form 'Bearer <token>'.", code="invalid_token"
             )
-        principal = _bearer_principal(request, rt, token.strip())
+        principal = _bearer_principal(rt, token.strip())
     else:
         raw = request.cookies.get(session_cookie_name(rt))
         if raw:
-            with rt.db.session() as db:
-                found = sessions.load_session(db, raw, rt.session_limits)
-                row = found[0] if found is not None else None
-            # Outside the unit of work: never two sessions at once (SQLite has one writer).
-            session_hook = getattr(request.app.state, "session_hook", None)
-            if row is not None and session_hook is not None and not session_hook(request, row):
-                row = None  # e.g. the IdP refused to refresh this OIDC session's tokens
-            principal_user = rt.users.get(row.user_id) if row is not None else None
-            if row is not None and principal_user is not None and principal_user.active:
-                principal = Principal(
-                    user=principal_user,
-                    method="session",
-                    session_hash=row.id_hash,
-                    csrf_secret=row.csrf_secret,
-                    session_method=row.method,
-                )
+            principal = _session_principal(request, rt, raw)
     request.state.principal = principal
     return principal
 
 
-def _bearer_principal(request: Request, rt: Runtime, token: str) -> Principal:
-    hook = getattr(request.app.state, "api_token_auth", None)
-    if token.startswith("gth_") and hook is not None:
-        result: Principal = hook(request, token)
-        return result
+def _session_principal(request: Request, rt: Runtime, raw: str) -> Principal | None:
+    """A live session cookie's caller, after the session keeper's check."""
+    with rt.db.session() as db:
+        found = sessions.load_session(db, raw, rt.session_limits)
+        row = found[0] if found is not None else None
+    if row is None:
+        return None
+    # Outside the unit of work: never two sessions at once (SQLite has one writer).
+    if not _session_still_valid(request, rt, row):
+        return None  # e.g. the IdP refused to refresh this OIDC session's tokens
+    user = rt.users.get(row.user_id)
+    if user is None or not user.active:
+        return None
+    return Principal(
+        user=user,
+        method="session",
+        session_hash=row.id_hash,
+        csrf_secret=row.csrf_secret,
+        session_method=row.method,
+    )
+
+
+def _session_still_valid(request: Request, rt: Runtime, row: SessionRow) -> bool:
+    """``rt.session_keeper`` on every session: an OIDC session whose IdP tokens are due is
+    refreshed here, and ends when the IdP refuses (cheap and I/O-free while they are fresh)."""
+    if row.method == "oidc" and row.idp_issuer:
+        # this page's sign-out form ends at the IdP: let its CSP form-action allow that
+        issuer = urlsplit(row.idp_issuer)
+        request.state.form_action_origin = f"{issuer.scheme}://{issuer.netloc}"
+    outcome = rt.session_keeper.check(row)
+    if outcome == "reauth":
+        request.state.oidc_reauth = True  # console pages retry with prompt=none
+    return outcome not in ("ended", "reauth")
+
+
+def _bearer_principal(rt: Runtime, token: str) -> Principal:
+    if token.startswith(TOKEN_PREFIX):
+        return _api_token_principal(rt, token)
     claims = rt.tokens.verify(token)
     try:
         user_id = int(claims["sub"])
@@ -125,6 +168,30 @@ def _bearer_from_claims(claims: dict[str, Any], user: UserSnapshot | None) -> Pr
     scopes = claims.get("scope")
     granted = frozenset(scopes.split()) & ALL_SCOPES if isinstance(scopes, str) else ALL_SCOPES
     return Principal(user=user, method="bearer", scopes=granted)
+
+
+def _api_token_principal(rt: Runtime, secret: str) -> Principal:
+    """A ``gth_`` API token's caller (``rt.api_tokens``).
+
+    The owner's current state applies at each use (through the user cache): a disabled user's
+    tokens stop at once, and ``admin`` only counts while the owner is an administrator.
+    """
+    try:
+        grant = rt.api_tokens.verify(secret)
+    except Unauthenticated as exc:
+        API_AUTH.labels(method="api_token", outcome=exc.code).inc()
+        raise
+    user = rt.users.get(grant.user_id)
+    if user is None or not user.active:
+        API_AUTH.labels(method="api_token", outcome="account_disabled").inc()
+        raise Unauthenticated(
+            "This account is disabled or no longer exists.", code="account_disabled"
+        )
+    scopes = set(grant.scopes & ALL_SCOPES)
+    if not user.is_admin:
+        scopes.discard("admin")
+    API_AUTH.labels(method="api_token", outcome="ok").inc()
+    return Principal(user=user, method="api_token", scopes=frozenset(scopes))
 
 
 def _raw_header(request: Request, name: bytes) -> str | None:
@@ -149,7 +216,7 @@ async def _principal_async(request: Request) -> Principal | None:
     if auth is not None:
         scheme, _, token = auth.partition(" ")
         token = token.strip()
-        if scheme.lower() == "bearer" and token and not token.startswith("gth_"):
+        if scheme.lower() == "bearer" and token and not token.startswith(TOKEN_PREFIX):
             rt = get_runtime(request)
             claims = rt.tokens.verify(token)
             try:
@@ -189,6 +256,23 @@ async def current_admin(principal: CurrentUser) -> Principal:
 
 
 CurrentAdmin = Annotated[Principal, Depends(current_admin)]
+
+
+def current_environment(request: Request, db: DbDep) -> Environment:
+    """The environment whose credential is the bearer token (401 otherwise, e.g. deregistered).
+
+    Only the sync routes (``web/api/sync.py``) accept it; it is never a :class:`Principal`.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "Send the environment credential as 'Authorization: Bearer <credential>'.",
+            code="invalid_environment_credential",
+        )
+    return environments.authenticate(db, token.strip())
+
+
+CallerEnvironment = Annotated[Environment, Depends(current_environment)]
 
 
 def actor_of(request: Request, principal: Principal | None) -> Actor:

@@ -23,8 +23,8 @@ from starlette.responses import RedirectResponse, Response
 from gatehouse.domain import apps
 from gatehouse.domain.errors import DomainError, Forbidden, Unauthenticated
 from gatehouse.domain.idp_state import get_state
+from gatehouse.domain.user_cache import UserSnapshot
 from gatehouse.metrics import REGISTRY
-from gatehouse.runtime import UserSnapshot
 from gatehouse.web.deps import get_runtime, resolve_principal
 from gatehouse.web.principal import Principal
 from gatehouse.web.redirects import check_return_to

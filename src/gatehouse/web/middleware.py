@@ -83,26 +83,7 @@ class SecurityMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null"
-                # on the console's own form posts, which the CSRF origin check must refuse.
-                headers.setdefault("Referrer-Policy", "same-origin")
-                headers.setdefault("X-Frame-Options", "DENY")
-                if self.hsts:
-                    headers.setdefault(
-                        "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
-                    )
-                content_type = headers.get("content-type", "")
-                if content_type.startswith("text/html"):
-                    state = scope.get("state") or {}
-                    headers.setdefault(
-                        "Content-Security-Policy",
-                        content_security_policy(state.get("form_action_origin")),
-                    )
-                    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                if not path.startswith("/static/") and path not in ("/healthz", "/metrics"):
-                    headers.setdefault("Cache-Control", "no-store")
+                self._security_headers(MutableHeaders(scope=message), scope, path)
             await send(message)
 
         timer = _timer_for(path)
@@ -115,6 +96,26 @@ class SecurityMiddleware:
         finally:
             if timer is not None:
                 timer.observe(time.perf_counter() - began)
+
+    def _security_headers(self, headers: MutableHeaders, scope: Scope, path: str) -> None:
+        """What every response carries unless the route set it (HTML: CSP and COOP too)."""
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null"
+        # on the console's own form posts, which the CSRF origin check must refuse.
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if self.hsts:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        content_type = headers.get("content-type", "")
+        if content_type.startswith("text/html"):
+            state = scope.get("state") or {}
+            headers.setdefault(
+                "Content-Security-Policy",
+                content_security_policy(state.get("form_action_origin")),
+            )
+            headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if not path.startswith("/static/") and path not in ("/healthz", "/metrics"):
+            headers.setdefault("Cache-Control", "no-store")
 
 
 #: ``gatehouse_request_seconds{kind}`` children bound once (the hot path only observes)

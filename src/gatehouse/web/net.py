@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 def client_ip(request: Request) -> str:
     peer = request.client.host if request.client else "unknown"
-    trusted = request.app.state.trusted_proxies
+    trusted = request.app.state.runtime.trusted_proxies
     if not trusted or peer not in trusted:
         return peer
     forwarded = request.headers.get("x-forwarded-for", "")

@@ -1,36 +1,35 @@
-"""The web flow's routes: start, callback, back-channel logout; plus the session and logout hooks.
+"""The web flow's routes: start, callback, back-channel logout.
 
-Thin: each route reads the request, calls :mod:`gatehouse.domain.oidc_login`, and shapes the
-response. Every redirect target after sign-in goes through ``redirects.resolve_return_to``.
+Thin: each route reads the request, calls :mod:`gatehouse.domain.signin` with ``rt.signin``, and
+shapes the response. Every redirect target after sign-in goes through
+``redirects.resolve_return_to``. (Session refresh runs in ``web.deps``; RP-initiated logout in
+``web.console.auth.logout``.)
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Request
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from gatehouse.domain.errors import Forbidden
-from gatehouse.domain.oidc_login import (
+from gatehouse.domain.ratelimit import CALLBACK, OIDC_START
+from gatehouse.domain.signin import (
     CALLBACK_PATH,
     FLOW_LIFETIME,
+    Callback,
     Restart,
-    SessionKeeper,
     SignedIn,
     SignInError,
     backchannel_logout,
     finish_flow,
-    logout_url,
     start_flow,
 )
-from gatehouse.domain.ratelimit import CALLBACK, OIDC_START
 from gatehouse.metrics import OIDC_CALLBACK
-from gatehouse.store.models import Session as SessionRow
 from gatehouse.web.console.auth import set_session_cookie
-from gatehouse.web.deps import RuntimeDep, resolve_principal, session_cookie_name
+from gatehouse.web.deps import RuntimeDep, get_runtime, resolve_principal, session_cookie_name
 from gatehouse.web.net import client_ip
 from gatehouse.web.redirects import resolve_return_to
 from gatehouse.web.templating import render
@@ -94,7 +93,7 @@ def oidc_start(
         )
     try:
         flow = start_flow(
-            rt,
+            rt.signin,
             return_to=target,
             purpose="test" if purpose == "test" else "login",
             browser_secret=request.cookies.get(BROWSER_COOKIE),
@@ -130,14 +129,14 @@ def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
                 "The answer from the identity provider repeats a parameter.",
                 code="duplicate_parameter",
             )
-        result = finish_flow(
-            rt,
-            params,
+        callback = Callback(
+            params=params,
             browser_secret=request.cookies.get(BROWSER_COOKIE),
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
             replaces=request.cookies.get(session_cookie_name(rt)),
         )
+        result = finish_flow(rt.signin, callback)
     except SignInError as exc:
         return _failure_page(request, exc)
     if isinstance(result, Restart):
@@ -165,40 +164,16 @@ def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
 async def oidc_backchannel_logout(request: Request) -> Response:
     """OpenID Connect Back-Channel Logout 1.0, 2.5/2.8: 200 when the logout token is valid
     (also when its sessions are already gone), 400 otherwise; never cached."""
-    rt = request.app.state.runtime
+    rt = get_runtime(request)
     form = await request.form()
     token = form.get("logout_token")
     headers = {"Cache-Control": "no-store"}
     try:
         ended = await run_in_threadpool(
-            backchannel_logout, rt, token if isinstance(token, str) else None
+            backchannel_logout, rt.signin, token if isinstance(token, str) else None
         )
     except SignInError as exc:
         return JSONResponse(
             {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers
         )
     return JSONResponse({"sessions_ended": ended}, status_code=200, headers=headers)
-
-
-def install(app: FastAPI) -> None:
-    """Register the hooks the foundation calls: token freshness per request, and logout."""
-    rt = app.state.runtime
-    keeper = SessionKeeper(rt)
-
-    def session_hook(request: Request, row: SessionRow) -> bool:
-        if row.method == "oidc" and row.idp_issuer:
-            # this page's sign-out form ends at the IdP: let its CSP form-action allow that
-            issuer = urlsplit(row.idp_issuer)
-            request.state.form_action_origin = f"{issuer.scheme}://{issuer.netloc}"
-        outcome = keeper.check(row)
-        if outcome == "reauth":
-            request.state.oidc_reauth = True
-        return outcome not in ("ended", "reauth")
-
-    def logout_hook(request: Request, db: Session, row: SessionRow) -> Response:
-        url = logout_url(rt, db, row)
-        return RedirectResponse(url or "/login", status_code=303)
-
-    app.state.session_hook = session_hook
-    app.state.logout_hook = logout_hook
-    app.state.session_keeper = keeper

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gatehouse.runtime import UserSnapshot
+from gatehouse.domain.user_cache import UserSnapshot
 
 ALL_SCOPES = frozenset({"read", "write", "admin"})
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gatehouse import __version__
 from gatehouse.web import csrf
@@ -19,6 +19,15 @@ FLASH_COOKIE = "gatehouse_flash"
 
 def _principal(request: Request) -> Any:
     return request.state._state.get("principal")
+
+
+def redirect_with_flash(
+    request: Request, url: str, message: str, kind: str = "success"
+) -> RedirectResponse:
+    """After a form post: 303 to ``url``, which shows ``message`` once (post/redirect/get)."""
+    response = RedirectResponse(url, status_code=303)
+    flash(response, request, message, kind)
+    return response
 
 
 def flash(response: Response, request: Request, message: str, kind: str = "success") -> None:

@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy import LargeBinary, select
 
 from gatehouse.domain import keyrotation
-from gatehouse.domain.crypto import DecryptionError, SecretBox, key_id_of
-from gatehouse.domain.oidc_login import REFRESH_TOKEN_CONTEXT
+from gatehouse.domain.crypto import DecryptionError, EncryptionContext, SecretBox, key_id_of
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Base, IdPConfig, Session
 from helpers import make_settings
 from keyrotation_helpers import EXPECTED, SECRETS, key_file_runtime, read_all, seed
+
+REFRESH_TOKEN_CONTEXT = EncryptionContext.SESSION_REFRESH_TOKEN
 
 
 @pytest.fixture
@@ -52,6 +53,18 @@ def test_every_encrypted_column_is_known_to_the_rotation() -> None:
     assert binary == {c.name for c in keyrotation.COLUMNS}
 
 
+def test_every_encryption_context_is_known_to_the_rotation() -> None:
+    """The one table of contexts and the rotation's table of columns name the same labels."""
+    used = {c.context("pk") for c in keyrotation.COLUMNS} | {
+        keyrotation.CREDENTIAL_CONTEXT.encode()
+    }
+    labels = {
+        (label + "pk" if label is EncryptionContext.OIDC_FLOW else label).encode()
+        for label in EncryptionContext
+    }
+    assert used == labels
+
+
 def test_rotation_reencrypts_everything_while_a_server_keeps_working(
     file_runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -71,7 +84,7 @@ def test_rotation_reencrypts_everything_while_a_server_keeps_working(
             with_new.db, with_new.box, with_new.tokens, batch_size=3
         )
         assert report.old == 0 and report.unreadable == 0
-        assert report.rewritten == 2 + 7 * 2 + 1 + 1 + 1  # idp x2, sessions x2, flow, key, cred
+        assert report.rewritten == 2 + 7 * 3 + 1 + 1 + 1  # idp x2, sessions x3, flow, key, cred
         assert kid is not None
         # the server that started before the rotation reads the new ciphertexts at once
         assert read_all(file_runtime, file_runtime.box) == EXPECTED

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from gatehouse.domain import passwords, users
 from gatehouse.domain.errors import Unauthenticated
-from gatehouse.runtime import UserSnapshot
+from gatehouse.domain.user_cache import UserSnapshot
 from gatehouse.web.api.schemas import ErrorBody, MeOut, OwnPasswordIn
 from gatehouse.web.deps import CurrentUser, DbDep, RuntimeDep, actor_of, current_user
 

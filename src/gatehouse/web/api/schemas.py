@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gatehouse.domain import users
-from gatehouse.runtime import UserSnapshot
+from gatehouse.domain.user_cache import UserSnapshot
 from gatehouse.store.models import User
 
 
@@ -56,16 +57,8 @@ class MeOut(BaseModel):
 
     @classmethod
     def of(cls, snap: UserSnapshot, method: str) -> MeOut:
-        return cls(
-            id=snap.id,
-            username=snap.username,
-            email=snap.email,
-            display_name=snap.display_name,
-            local_admin=snap.local_admin,
-            roles=[RoleGrantBody(role=g.role, environment=g.environment) for g in snap.roles],
-            is_admin=snap.is_admin,
-            auth_method=method,
-        )
+        """The caller's snapshot (the fields declared here, nothing more) and how it signed in."""
+        return cls.model_validate({**asdict(snap), "auth_method": method})
 
 
 class UserCreateIn(StrictModel):

@@ -1,4 +1,4 @@
-"""``/api/v1/tokens``: API tokens for automation, and the bearer hook that accepts them.
+"""``/api/v1/tokens``: API tokens for automation (``web.deps`` accepts them as bearer tokens).
 
 Any signed-in user manages their own tokens; administrators may list and revoke everyone's
 (``?all=true``). A token cannot create another token: otherwise a short-lived, narrow token
@@ -10,18 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from gatehouse.domain import api_tokens
-from gatehouse.domain.api_tokens import ApiTokenVerifier
-from gatehouse.domain.errors import Forbidden, Unauthenticated
+from gatehouse.domain.errors import Forbidden
 from gatehouse.domain.ratelimit import API_TOKENS
-from gatehouse.metrics import API_AUTH
 from gatehouse.store.models import ApiToken
 from gatehouse.web.api.schemas import StrictModel, error_responses
-from gatehouse.web.deps import CurrentUser, DbDep, RowId, actor_of, get_runtime, rate_limited
-from gatehouse.web.principal import ALL_SCOPES, Principal
+from gatehouse.web.deps import CurrentUser, DbDep, RowId, RuntimeDep, actor_of, rate_limited
+from gatehouse.web.principal import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["api tokens"])
 ERRORS = error_responses(400, 401, 403, 404, 409, 429)
@@ -91,11 +89,6 @@ def creator_scopes(principal: Principal) -> frozenset[str]:
     return frozenset(held)
 
 
-def _verifier(request: Request) -> ApiTokenVerifier:
-    verifier: ApiTokenVerifier = request.app.state.api_token_verifier
-    return verifier
-
-
 @router.get("/tokens", response_model=TokenList, responses=ERRORS)
 def list_tokens(
     principal: CurrentUser,
@@ -141,40 +134,10 @@ def create_token(
     responses=ERRORS,
     dependencies=[rate_limited(API_TOKENS)],
 )
-def revoke_token(token_id: RowId, request: Request, principal: CurrentUser, db: DbDep) -> None:
+def revoke_token(
+    token_id: RowId, request: Request, principal: CurrentUser, db: DbDep, rt: RuntimeDep
+) -> None:
     owner = None if principal.is_admin else principal.user.id
     api_tokens.revoke_token(db, actor_of(request, principal), token_id, owner_id=owner)
     db.flush()
-    _verifier(request).forget()
-
-
-def api_token_principal(request: Request, secret: str) -> Principal:
-    """The ``app.state.api_token_auth`` hook: a ``gth_`` bearer token → its principal.
-
-    The owner's current state applies at each use (through the user cache): a disabled user's
-    tokens stop at once, and ``admin`` only counts while the owner is an administrator.
-    """
-    try:
-        grant = _verifier(request).verify(secret)
-    except Unauthenticated as exc:
-        API_AUTH.labels(method="api_token", outcome=exc.code).inc()
-        raise
-    user = get_runtime(request).users.get(grant.user_id)
-    if user is None or not user.active:
-        API_AUTH.labels(method="api_token", outcome="account_disabled").inc()
-        raise Unauthenticated(
-            "This account is disabled or no longer exists.", code="account_disabled"
-        )
-    scopes = set(grant.scopes & ALL_SCOPES)
-    if not user.is_admin:
-        scopes.discard("admin")
-    API_AUTH.labels(method="api_token", outcome="ok").inc()
-    return Principal(user=user, method="api_token", scopes=frozenset(scopes))
-
-
-def install(app: FastAPI) -> None:
-    """Mount the routes and accept ``gth_`` bearer tokens on every ``/api/v1`` route."""
-    rt = app.state.runtime
-    app.state.api_token_verifier = ApiTokenVerifier(rt.db.session)
-    app.state.api_token_auth = api_token_principal
-    app.include_router(router)
+    rt.api_tokens.forget()

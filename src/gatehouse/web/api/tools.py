@@ -129,7 +129,7 @@ def exchange(body: ExchangeIn, request: Request, rt: RuntimeDep) -> JSONResponse
     rt.ratelimit.hit(TOKEN_EXCHANGE, ip)
     return _token_answer(
         token_exchange.exchange_id_token(
-            rt, body.id_token, ip=ip, idp_access_token=body.idp_access_token
+            rt.signin, body.id_token, ip=ip, idp_access_token=body.idp_access_token
         )
     )
 
@@ -144,7 +144,9 @@ def renew(body: RenewIn, request: Request, rt: RuntimeDep) -> JSONResponse:
     ip = client_ip(request)
     rt.ratelimit.hit(TOKEN_EXCHANGE, ip)  # one budget with the exchange
     return _token_answer(
-        token_exchange.renew_access_token(rt, body.previous_token, body.idp_access_token, ip=ip)
+        token_exchange.renew_access_token(
+            rt.signin, body.previous_token, body.idp_access_token, ip=ip
+        )
     )
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from gatehouse.domain import apps
 from gatehouse.domain.errors import DomainError
 from gatehouse.runtime import Runtime
 from gatehouse.web.console.forms import ConsoleAdmin, Form, field
 from gatehouse.web.deps import RowId, RuntimeDep, actor_of
-from gatehouse.web.templating import flash, render
+from gatehouse.web.templating import redirect_with_flash, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -60,9 +60,7 @@ def app_register(request: Request, form: Form, admin: ConsoleAdmin, rt: RuntimeD
     except DomainError as exc:
         key = "name" if exc.code in ("invalid_name", "app_name_taken") else "allowed_origins"
         return _page(request, rt, values, {key: exc.detail}, exc.status)
-    response = RedirectResponse("/apps", status_code=303)
-    flash(response, request, f"App {name} registered.")
-    return response
+    return redirect_with_flash(request, "/apps", f"App {name} registered.")
 
 
 @router.get("/apps/{app_id}/delete")
@@ -94,6 +92,4 @@ def app_delete(
         app = apps.get_app(db, app_id)
         name = app.name
         apps.delete_app(db, actor_of(request, admin), app)
-    response = RedirectResponse("/apps", status_code=303)
-    flash(response, request, f"App {name} deleted.")
-    return response
+    return redirect_with_flash(request, "/apps", f"App {name} deleted.")

@@ -11,12 +11,13 @@ from gatehouse.domain import audit, local_auth, passwords, sessions, users
 from gatehouse.domain.errors import DomainError
 from gatehouse.domain.idp_state import display_name, get_state, password_policy
 from gatehouse.domain.ratelimit import SIGN_IN
+from gatehouse.domain.signin import logout_url
 from gatehouse.metrics import PASSWORD_LOGIN
 from gatehouse.web.console.forms import ConsoleUser, Form, field
 from gatehouse.web.deps import RuntimeDep, actor_of, resolve_principal, session_cookie_name
 from gatehouse.web.net import client_ip
 from gatehouse.web.redirects import resolve_return_to
-from gatehouse.web.templating import flash, render
+from gatehouse.web.templating import redirect_with_flash, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -124,8 +125,7 @@ def login_local(request: Request, form: Form, rt: RuntimeDep) -> Response:
 def logout(request: Request, form: Form, rt: RuntimeDep) -> Response:
     raw = request.cookies.get(session_cookie_name(rt))
     principal = resolve_principal(request)
-    response: Response = RedirectResponse("/login", status_code=303)
-    hook = getattr(request.app.state, "logout_hook", None)
+    target = "/login"
     if raw:
         with rt.db.session() as db:
             row = sessions.revoke(db, raw, "logout")
@@ -137,27 +137,33 @@ def logout(request: Request, form: Form, rt: RuntimeDep) -> Response:
                     target_type="user",
                     target_id=principal.user.id,
                 )
-                if hook is not None:
-                    response = hook(request, db, row)
+                # an OIDC session also ends at the IdP (RP-initiated logout), when it offers that
+                target = logout_url(rt.signin, db, row) or target
+    response = RedirectResponse(target, status_code=303)
     response.delete_cookie(session_cookie_name(rt), path="/")
     return response
 
 
+def _account_page(
+    request: Request,
+    rt: Any,
+    user_id: int,
+    template: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+) -> Response:
+    """A page about the caller's own account: ``me``, its roles, and why it may (not) have a
+    password under the current policy, plus ``context``."""
+    with rt.db.session() as db:
+        user = users.get_user(db, user_id)
+        reason = password_policy(db).reason(local_admin=user.local_admin)
+        own = {"me": user, "roles": users.effective_roles(user), "password_reason": reason}
+        return render(request, template, {**own, **context}, status_code=status_code)
+
+
 @router.get("/account")
 def account(request: Request, principal: ConsoleUser, rt: RuntimeDep) -> Response:
-    with rt.db.session() as db:
-        user = users.get_user(db, principal.user.id)
-        reason = password_policy(db).reason(local_admin=user.local_admin)
-        return render(
-            request,
-            "account.html",
-            {
-                "title": "Your account",
-                "me": user,
-                "roles": users.effective_roles(user),
-                "password_reason": reason,
-            },
-        )
+    return _account_page(request, rt, principal.user.id, "account.html", {"title": "Your account"})
 
 
 @router.get("/account/password")
@@ -172,21 +178,18 @@ def _password_page(
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    with rt.db.session() as db:
-        user = users.get_user(db, user_id)
-        reason = password_policy(db).reason(local_admin=user.local_admin)
-        return render(
-            request,
-            "account_password.html",
-            {
-                "title": "Change your password",
-                "me": user,
-                "password_reason": reason,
-                "errors": errors or {},
-                "min_length": passwords.MIN_LENGTH,
-            },
-            status_code=status_code,
-        )
+    return _account_page(
+        request,
+        rt,
+        user_id,
+        "account_password.html",
+        {
+            "title": "Change your password",
+            "errors": errors or {},
+            "min_length": passwords.MIN_LENGTH,
+        },
+        status_code,
+    )
 
 
 @router.post("/account/password")
@@ -216,9 +219,7 @@ def password_change(
     if errors:
         return _password_page(request, rt, principal.user.id, errors, 400)
     rt.users.invalidate(principal.user.id)
-    response = RedirectResponse("/", status_code=303)
-    flash(response, request, "Your password has been changed.")
-    return response
+    return redirect_with_flash(request, "/", "Your password has been changed.")
 
 
 @router.get("/")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from gatehouse.domain import environments
 from gatehouse.domain.errors import DomainError
@@ -14,16 +14,10 @@ from gatehouse.sync.puller import read_status
 from gatehouse.web.api.environments import join_command
 from gatehouse.web.console.forms import ConsoleAdmin, Form, field
 from gatehouse.web.deps import RowId, RuntimeDep, actor_of
-from gatehouse.web.templating import flash, render
+from gatehouse.web.templating import redirect_with_flash, render
 
 router = APIRouter(include_in_schema=False)
 status_router = APIRouter(include_in_schema=False)
-
-
-def _redirect(request: Request, url: str, message: str) -> Response:
-    response = RedirectResponse(url, status_code=303)
-    flash(response, request, message)
-    return response
 
 
 def _list_page(
@@ -126,7 +120,7 @@ def prerequisites_save(
             environments.set_prerequisites(db, actor_of(request, admin), table)
     except DomainError as exc:
         return _prerequisites(request, rt, rows, exc.detail, exc.status)
-    return _redirect(request, "/environments/prerequisites", "Prerequisites saved.")
+    return redirect_with_flash(request, "/environments/prerequisites", "Prerequisites saved.")
 
 
 def _detail(request: Request, rt: RuntimeDep, env_id: RowId) -> Response:
@@ -185,7 +179,7 @@ def environment_deregister(
         name = env.name
         environments.deregister(db, actor_of(request, admin), env)
     rt.users.invalidate()
-    return _redirect(request, "/environments", f"Environment {name} deregistered.")
+    return redirect_with_flash(request, "/environments", f"Environment {name} deregistered.")
 
 
 @status_router.get("/sync")

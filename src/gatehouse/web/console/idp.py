@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from gatehouse.domain import activation, idp_checks
 from gatehouse.domain.audit import Actor
@@ -16,7 +16,7 @@ from gatehouse.domain.idp_settings import IdPOptionsBase
 from gatehouse.domain.idp_state import get_state
 from gatehouse.web.console.forms import ConsoleAdmin, Form, field
 from gatehouse.web.deps import RuntimeDep, actor_of
-from gatehouse.web.templating import flash, render
+from gatehouse.web.templating import redirect_with_flash, render
 
 router = APIRouter(include_in_schema=False)
 PAGE = "/settings/idp"
@@ -114,9 +114,7 @@ def _page(
 
 
 def _back(request: Request, message: str, kind: str = "success") -> Response:
-    response = RedirectResponse(PAGE, status_code=303)
-    flash(response, request, message, kind)
-    return response
+    return redirect_with_flash(request, PAGE, message, kind)
 
 
 @router.get(PAGE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from gatehouse.domain import api_tokens
 from gatehouse.domain.errors import DomainError
@@ -13,7 +13,7 @@ from gatehouse.web.api.tokens import creator_scopes
 from gatehouse.web.console.forms import ConsoleUser, Form, field
 from gatehouse.web.deps import RowId, RuntimeDep, actor_of
 from gatehouse.web.principal import Principal
-from gatehouse.web.templating import flash, render
+from gatehouse.web.templating import redirect_with_flash, render
 
 router = APIRouter(include_in_schema=False)
 LIFETIMES = (7, 30, 90, 365)
@@ -103,7 +103,7 @@ def revoke_token(
             db, actor_of(request, principal), token_id, owner_id=principal.user.id
         )
         name = token.name
-    request.app.state.api_token_verifier.forget()
-    response = RedirectResponse("/tokens", status_code=303)
-    flash(response, request, f"Revoked the token “{name}”. It stops working within seconds.")
-    return response
+    rt.api_tokens.forget()
+    return redirect_with_flash(
+        request, "/tokens", f"Revoked the token “{name}”. It stops working within seconds."
+    )

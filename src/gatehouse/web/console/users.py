@@ -6,7 +6,7 @@ from math import ceil
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from gatehouse.domain import users
 from gatehouse.domain.errors import DomainError, InvalidInput
@@ -14,16 +14,10 @@ from gatehouse.domain.idp_state import password_policy
 from gatehouse.store.models import Environment, User
 from gatehouse.web.console.forms import ConsoleAdmin, Form, field
 from gatehouse.web.deps import RowId, RuntimeDep, actor_of
-from gatehouse.web.templating import flash, render
+from gatehouse.web.templating import redirect_with_flash, render
 
 router = APIRouter(include_in_schema=False)
 PER_PAGE = 25
-
-
-def _redirect(request: Request, url: str, message: str, kind: str = "success") -> Response:
-    response = RedirectResponse(url, status_code=303)
-    flash(response, request, message, kind)
-    return response
 
 
 class _AtLeast(int):
@@ -155,7 +149,7 @@ def user_create(request: Request, form: Form, admin: ConsoleAdmin, rt: RuntimeDe
         return _new_page(
             request, rt, values, {key: exc.detail}, exc.status if exc.status < 500 else 400
         )
-    return _redirect(request, f"/users/{user_id}", f"User {name} created.")
+    return redirect_with_flash(request, f"/users/{user_id}", f"User {name} created.")
 
 
 def _detail(
@@ -216,7 +210,7 @@ def _act(
             request, rt, user_id, {error_field: exc.detail}, exc.status if exc.status < 500 else 400
         )
     rt.users.invalidate(user_id)
-    return _redirect(request, f"/users/{user_id}", done)
+    return redirect_with_flash(request, f"/users/{user_id}", done)
 
 
 @router.post("/users/{user_id}/profile")
@@ -355,4 +349,4 @@ def user_delete(
             raise
         return _detail(request, rt, user_id, {"status": exc.detail}, exc.status)
     rt.users.invalidate(user_id)
-    return _redirect(request, "/users", f"User {name} deleted.")
+    return redirect_with_flash(request, "/users", f"User {name} deleted.")

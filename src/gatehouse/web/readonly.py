@@ -11,6 +11,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gatehouse.web.errors import error_response
+
 #: Path prefixes whose unsafe methods are refused on an environment server.
 MANAGED_PREFIXES = (
     "/api/v1/users",
@@ -40,8 +42,6 @@ class ManagedByConsole:
         if scope["type"] != "http" or not is_managed(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        from gatehouse.web.app import error_response
-
         response = error_response(
             Request(scope),
             409,

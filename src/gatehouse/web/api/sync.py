@@ -1,25 +1,24 @@
-"""HTTP adapters of the sync protocol.
+"""``/api/v1/sync``: the HTTP side of the sync protocol (:mod:`gatehouse.sync`).
 
 ``console_router`` (console role) serves environments: join, the change feed, heartbeats —
-authenticated by the environment credential as a bearer token. ``environment_router``
-(environment role) tells operators and tests how fresh this environment's copy is.
+authenticated by the environment credential as a bearer token (``CallerEnvironment`` in
+:mod:`gatehouse.web.deps`). ``environment_router`` (environment role) tells operators and tests
+how fresh this environment's copy is.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from gatehouse.domain import environments
-from gatehouse.domain.errors import Unauthenticated
-from gatehouse.store.models import Environment
 from gatehouse.sync import feed
 from gatehouse.sync.puller import read_status
 from gatehouse.web.api.schemas import ErrorBody
-from gatehouse.web.deps import DbDep, RuntimeDep
+from gatehouse.web.deps import CallerEnvironment, DbDep, RuntimeDep
 
 console_router = APIRouter(prefix="/api/v1/sync", tags=["sync"])
 environment_router = APIRouter(prefix="/api/v1/sync", tags=["sync"])
@@ -62,20 +61,6 @@ class SyncStatusOut(BaseModel):
     last_error: str | None
 
 
-def environment_caller(request: Request, db: DbDep) -> Environment:
-    """The environment whose credential is the bearer token (401 otherwise, e.g. deregistered)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated(
-            "Send the environment credential as 'Authorization: Bearer <credential>'.",
-            code="invalid_environment_credential",
-        )
-    return environments.authenticate(db, token.strip())
-
-
-CallerEnv = Annotated[Environment, Depends(environment_caller)]
-
-
 @console_router.post("/join", response_model=JoinOut, responses=ERRORS)
 def join(body: JoinIn, db: DbDep) -> JoinOut:
     """Trade the one-time join token for the environment credential (shown only here)."""
@@ -90,7 +75,7 @@ def join(body: JoinIn, db: DbDep) -> JoinOut:
 def changes(
     db: DbDep,
     rt: RuntimeDep,
-    env: CallerEnv,
+    env: CallerEnvironment,
     since: Annotated[int | None, Query(ge=0)] = None,
     cursor: Annotated[int | None, Query(ge=0)] = None,
     idp: Annotated[str | None, Query(max_length=64)] = None,
@@ -106,7 +91,7 @@ def changes(
 
 
 @console_router.post("/heartbeat", status_code=204, responses=ERRORS)
-def heartbeat(body: HeartbeatIn, db: DbDep, env: CallerEnv) -> Response:
+def heartbeat(body: HeartbeatIn, db: DbDep, env: CallerEnvironment) -> Response:
     """Versions and health of the calling environment."""
     environments.heartbeat(
         db,
