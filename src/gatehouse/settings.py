@@ -8,7 +8,6 @@ Unsafe combinations (an http public URL that is not loopback without
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import os
 import secrets
@@ -151,7 +150,7 @@ class Settings(BaseSettings):
         with the extra to install, not a ModuleNotFoundError trace at the first request."""
         if self.redis_url:
             try:
-                importlib.import_module("redis")
+                import redis  # noqa: F401 - only whether the extra is installed
             except ImportError as exc:
                 raise SettingsError(
                     "GATEHOUSE_REDIS_URL is set but the Redis client is not installed: "
