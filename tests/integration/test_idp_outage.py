@@ -86,6 +86,11 @@ def test_idp_stopped_and_restarted_sessions_and_tokens_survive_new_sign_ins_get_
 
     unreachable = total(client, "gatehouse_idp_unavailable_total")
     with TestClient(app, base_url=PUBLIC_URL) as newcomer:
+        # discovery is still cached: the start probes the IdP instead of sending the browser
+        # to a dead authorization endpoint, and the page says why
+        cached = newcomer.get("/auth/oidc/start", follow_redirects=False)
+        assert cached.status_code == 503 and "Identity provider unavailable" in cached.text
+        assert "127.0.0.1: connection refused" in cached.text
         runtime.idp.invalidate()  # a replica that never reached the IdP
         page = newcomer.get("/auth/oidc/start", follow_redirects=False)
         assert page.status_code == 503 and page.headers["retry-after"]

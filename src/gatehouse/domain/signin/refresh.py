@@ -209,6 +209,7 @@ class SessionKeeper:
         except (IdPUnavailableError, DiscoveryError):
             OIDC_REFRESH.labels(outcome="idp_unavailable").inc()
             IDP_UNAVAILABLE.labels(step="refresh").inc()
+            self._svc.reachability.forget()  # the next sign-in start probes the IdP again
             self._retry_at[id_hash] = time.monotonic() + REFRESH_BACKOFF_SECONDS
             return _Update("kept")
         except OIDCError as exc:
