@@ -15,7 +15,7 @@ from idp.fixture import free_port
 
 
 class _Ok(BaseHTTPRequestHandler):
-    def do_HEAD(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_HEAD(self) -> None:
         self.send_response(400)
         self.end_headers()
 
