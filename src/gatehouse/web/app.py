@@ -19,7 +19,7 @@ from gatehouse import __version__, lifecycle
 from gatehouse.domain.errors import DomainError, TooManyAttempts
 from gatehouse.runtime import Runtime
 from gatehouse.settings import Settings, load_settings
-from gatehouse.web import logredact, routes
+from gatehouse.web import api_docs, logredact, routes
 from gatehouse.web.console.forms import LoginRequired
 from gatehouse.web.errors import error_response, wants_json
 from gatehouse.web.middleware import SecurityMiddleware
@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description="Single sign-on for IT users through your Identity Provider (OIDC).",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # web/api_docs.py: Swagger UI from the package, under our CSP
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     logredact.install()
     app.add_middleware(SecurityMiddleware, settings=rt.settings)
+    api_docs.mount_assets(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     routes.include_all(app, rt)
