@@ -27,7 +27,7 @@ app = typer.Typer(
     help="Gatehouse — single sign-on for the IT users of your platform, through your IdP.\n\n"
     "Run the console with `gatehouse serve`; sign tools in with `gatehouse login URL`.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: no <bool> beside flags, words wrap whole
     pretty_exceptions_enable=False,
 )
 
