@@ -57,9 +57,17 @@ def test_cli_keys_rotate_then_finish(file_runtime: Runtime, tmp_path: Path) -> N
     assert again.returncode == 2 and "at least 32" in again.stdout + again.stderr
 
 
+@pytest.fixture
+def sqlite_file_runtime(tmp_path: Path, sqlite_url: str) -> Iterator[Runtime]:
+    """:func:`file_runtime` on SQLite only: the subject is the terminal output."""
+    with key_file_runtime(tmp_path, sqlite_url) as rt:
+        yield rt
+
+
 def test_cli_keys_rotate_shows_progress_on_a_terminal_and_json_otherwise(
-    file_runtime: Runtime,
+    sqlite_file_runtime: Runtime,
 ) -> None:
+    file_runtime = sqlite_file_runtime
     seed(file_runtime, sessions=3)
     env = {
         **os.environ,
