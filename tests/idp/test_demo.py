@@ -20,6 +20,15 @@ from idp.plugin import require_idp
 pytestmark = pytest.mark.idp
 ROOT = IDP_DIR.parents[1]
 DEMO = [sys.executable, str(IDP_DIR / "demo.py")]
+#: ``make -n`` with the install steps taken as done
+MAKE_DRY_RUN = [
+    "make",
+    "-n",
+    "-o",
+    ".venv/.installed-test",
+    "-o",
+    "tests/idp/node_modules/.installed",
+]
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -88,8 +97,7 @@ def test_the_demo_serves_on_the_chosen_port_and_cleans_up_on_ctrl_c(tmp_path: Pa
 
 def test_make_demo_passes_the_port_on() -> None:
     dry = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed-test", "-o", "tests/idp/node_modules/.installed"]
-        + ["demo", "PORT=8010"],
+        [*MAKE_DRY_RUN, "demo", "PORT=8010"],
         cwd=ROOT,
         capture_output=True,
         text=True,
