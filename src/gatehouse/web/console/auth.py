@@ -225,8 +225,3 @@ def password_change(
         return _password_page(request, rt, principal.user.id, errors, 400)
     rt.users.invalidate(principal.user.id)
     return redirect_with_flash(request, "/", "Your password has been changed.")
-
-
-@router.get("/")
-def home(request: Request, principal: ConsoleUser) -> Response:
-    return RedirectResponse("/users" if principal.user.is_admin else "/account", status_code=303)
