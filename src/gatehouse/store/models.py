@@ -247,7 +247,7 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_at", "at"),
         # the console's home page (migration 0011, domain/dashboard.py)
-        Index("ix_audit_events_action_at", "action", "at", "outcome", "reason"),
+        Index("ix_audit_events_action_outcome_at", "action", "outcome", "at", "reason"),
         Index("ix_audit_events_outcome_at", "outcome", "at"),
     )
 
