@@ -205,7 +205,10 @@ class SharedMemoryAdapter {
   }
 
   async revokeByGrantId(grantId) {
-    for (const [key, payload] of storeEntries()) {
+    // only this model's entries (oidc-provider calls it per token model): an Interaction that
+    // carries the grant id must survive, e.g. while another account signs in over an IdP
+    // session whose grant is being revoked ("use another account")
+    for (const [key, payload] of storeEntries(this.model)) {
       if (payload.grantId === grantId) store.delete(key);
     }
   }

@@ -106,6 +106,30 @@ def test_a_refused_identity_is_named_and_another_account_or_idp_sign_out_is_offe
     assert spent.headers["location"] == "/login"
 
 
+def test_use_another_account_signs_the_right_one_in_over_the_refused_idp_session(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    idp: OpenIDProvider,
+    make_user: Callable[..., int],
+) -> None:
+    make_user("alice", email="alice@example.com")
+    configure_idp(client, admin_headers, idp)
+    browser = idp.new_browser()
+    refused = idp.login(start_location(client), "mallory", "mallory-password", client=browser)
+    assert callback(client, refused).status_code == 403
+    # the same browser, its IdP session still mallory's: the IdP asks again (prompt=login)
+    other = idp.login(
+        start_location(client, "/account", prompt="select_account"),
+        "alice",
+        "alice-password",
+        client=browser,
+    )
+    signed_in = callback(client, other)
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/account"
+    assert "gatehouse_refused" not in client.cookies  # the refused sign-in is forgotten
+    assert client.get("/api/v1/me").json()["username"] == "alice"
+
+
 def test_the_refused_sign_out_needs_the_form_token(
     client: TestClient, admin_headers: dict[str, str], idp: OpenIDProvider
 ) -> None:
