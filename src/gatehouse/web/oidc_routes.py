@@ -194,7 +194,7 @@ def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
 
 @router.post("/auth/oidc/refused-logout")
 def oidc_refused_logout(request: Request, form: Form, rt: RuntimeDep) -> Response:
-    """ "Sign out of the IdP" on a refused sign-in's page: RP-initiated logout with that sign-in's
+    """The refused sign-in page's "Sign out of the IdP": RP-initiated logout with that sign-in's
     ID token as ``id_token_hint``, so the next sign-in can use another account. Without a usable
     seal (expired, another browser), back to the sign-in page, which says what to do."""
     url = refused_logout_url(rt.signin, request.cookies.get(REFUSED_COOKIE))
