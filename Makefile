@@ -45,8 +45,9 @@ image-test: $(TEST_STAMP) $(NPM_STAMP)
 	$(PY) -m pytest -m image tests/image --durations=10
 
 ## A console configured and activated against the test IdP, with demo users
+## (`make demo PORT=8010`, or GATEHOUSE_PORT; default 8000)
 demo: $(TEST_STAMP) $(NPM_STAMP)
-	$(PY) tests/idp/demo.py
+	$(PY) tests/idp/demo.py $(if $(PORT),--port $(PORT))
 
 ## ruff, and the import graph of src/gatehouse: no cycles, layers import downward only
 lint: $(TEST_STAMP)

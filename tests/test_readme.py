@@ -22,3 +22,11 @@ def test_readme_opens_with_make_run_and_make_test() -> None:
     first_block = README.split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
     assert commands == ["make run", "make test"]
+
+
+def test_readme_lists_every_exit_code_the_commands_use() -> None:
+    """`gatehouse admin bootstrap` exits 3 when a local admin exists (tests/cli/test_main.py)."""
+    codes = README.split("Exit codes of every `gatehouse` command:", 1)[1].split("\n\n", 1)[0]
+    for code in ("`0` ok", "`1` error", "`2` usage", "`3` nothing to do", "`4` not signed in"):
+        assert code in " ".join(codes.split()), code
+    assert "`gatehouse admin bootstrap` when a local admin exists" in " ".join(codes.split())

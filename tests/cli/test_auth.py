@@ -81,3 +81,37 @@ def test_every_command_explains_itself(config: Path) -> None:
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0
         assert "Exit codes" in result.output
+
+
+def test_status_is_one_readable_block_per_server(config: Path) -> None:
+    store(config, "https://a.example", access_expires_at=time.time() + 600)
+    store(config, "https://b.example", access_expires_at=time.time() - 200, username="o'brien")
+    result = runner.invoke(app, ["auth", "status"], env={"COLUMNS": "60"})
+    assert result.exit_code == 0
+    lines = [line.rstrip() for line in result.stdout.splitlines()]
+    a = lines.index("https://a.example")
+    assert lines[a + 1].split() == ["user", "root"]
+    assert lines[a + 2].split()[:3] == ["signed", "in", "with"] and "password" in lines[a + 2]
+    assert lines[a + 3].strip().startswith("token expires") and "(in 9 min)" in lines[a + 3]
+    b = lines.index("https://b.example")
+    assert lines[b + 1].split() == ["user", "o'brien"]
+    assert "expired 3 min ago" in lines[b + 3]
+
+
+def test_help_never_shows_a_type_beside_a_flag(config: Path) -> None:
+    commands = (
+        [],
+        ["login"],
+        ["auth", "status"],
+        ["auth", "logout"],
+        ["db", "backup"],
+        ["db", "restore"],
+        ["keys", "rotate"],
+        ["admin", "bootstrap"],
+        ["serve"],
+    )
+    for args in commands:
+        result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, args
+        assert "<bool>" not in result.output, args
+        assert "--help" in result.output

@@ -158,3 +158,20 @@ def test_help_explains_every_command() -> None:
     assert r.returncode == 0
     for command in ("serve", "db", "admin"):
         assert command in r.stdout
+
+
+def test_serve_logs_httpx_requests_only_at_debug() -> None:
+    """An environment polls the console every few seconds: httpx's per-request INFO line
+    stays out of the log unless GATEHOUSE_LOG_LEVEL=DEBUG."""
+    import logging
+
+    from gatehouse.cli.main import configure_logging
+
+    try:
+        configure_logging("INFO")
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+        configure_logging("DEBUG")
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.DEBUG
+    finally:
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        logging.getLogger("httpcore").setLevel(logging.NOTSET)

@@ -168,15 +168,19 @@ def register_environment(console: Console, name: str = "dev") -> None:
         )
 
 
-def save_screenshot(page: Page, name: str, selector: str | None = None) -> Path:
+def save_screenshot(
+    page: Page, name: str, selector: str | None = None, *, full_page: bool = False
+) -> Path:
     """Write docs/screenshots/<name>.png (the README shows them; the suite keeps them current).
 
     The caret and animations are hidden so that the same content gives the same picture.
     """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    target = page.locator(selector) if selector else page
-    target.screenshot(path=str(path), animations="disabled", caret="hide")
+    if selector:
+        page.locator(selector).screenshot(path=str(path), animations="disabled", caret="hide")
+    else:
+        page.screenshot(path=str(path), animations="disabled", caret="hide", full_page=full_page)
     return path
 
 
@@ -213,6 +217,7 @@ def seed_tour(console: Console) -> list[str]:
         )
         env_id = db.scalar(select(Environment.id).where(Environment.name == "dev"))
     return [
+        "/",
         "/users",
         "/users?q=nobody",
         "/users/new",

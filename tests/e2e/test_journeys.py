@@ -111,6 +111,8 @@ def test_admin_creates_a_user_without_password_and_sees_passwords_are_managed_by
         console.create_user(name, email=f"{name}@example.com", display_name=display)
     console.configure_idp()
     sign_in_locally(page, console)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overview")  # the home page
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
 
     page.get_by_role("link", name="New user").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("New user")

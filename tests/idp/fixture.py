@@ -310,6 +310,7 @@ def browse(
     password: str | None = None,
     user_code: str | None = None,
     logout: bool = True,
+    cancel: bool = False,
     client: httpx.Client | None = None,
     max_steps: int = 40,
 ) -> BrowseResult:
@@ -317,7 +318,8 @@ def browse(
 
     Fills the login form (``username``/``password``), the device user-code form, confirms the
     device, answers the logout confirmation (``logout=True``: "Yes, sign me out"), submits
-    auto-posting forms, and stops at the first redirect whose origin differs from
+    auto-posting forms (``cancel=True``: presses Cancel on the login form instead), and stops
+    at the first redirect whose origin differs from
     ``idp_origin`` (default: the origin of ``url``) WITHOUT requesting it, or at a final IdP
     page (``device-success``, ``logout-success``). Raises :class:`IdPLoginError` on a refused
     login or an IdP error page.
@@ -346,7 +348,10 @@ def browse(
                     f"IdP page {current} (HTTP {resp.status_code}): "
                     f"{page.error or page.title or resp.text[:300]}"
                 )
-            if marker == "login":
+            if marker == "login" and cancel:
+                form = page.forms[0]
+                values = {**dict(form.fields), "cancel": "yes"}
+            elif marker == "login":
                 if logins and page.error:
                     raise IdPLoginError(f"login refused for {username!r}: {page.error}")
                 if username is None or password is None:
@@ -406,6 +411,8 @@ class OpenIDProvider:
     = always/never.
     ``id_token_on_refresh=False``: refresh responses carry no new ID token (OIDC Core 12.2).
     ``claims_in_id_token=False``: profile and email claims only in UserInfo.
+    ``iss_on_errors=False``: error redirects (Cancel on the login page) carry no ``iss``
+    although discovery advertises it.
     """
 
     def __init__(
@@ -424,6 +431,7 @@ class OpenIDProvider:
         groups_in_profile: bool = True,
         refresh_expires_with_session: bool | None = None,
         id_token_on_refresh: bool = True,
+        iss_on_errors: bool = True,
         port: int | None = None,
         host: str = "127.0.0.1",
         admin_token: str | None = None,
@@ -447,6 +455,7 @@ class OpenIDProvider:
         self.groups_in_profile = groups_in_profile
         self.refresh_expires_with_session = refresh_expires_with_session
         self.id_token_on_refresh = id_token_on_refresh
+        self.iss_on_errors = iss_on_errors
         self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.start_timeout = start_timeout
         self.log_requests = log_requests
@@ -505,6 +514,7 @@ class OpenIDProvider:
             "groups_in_profile": self.groups_in_profile,
             "refresh_expires_with_session": self.refresh_expires_with_session,
             "id_token_on_refresh": self.id_token_on_refresh,
+            "iss_on_errors": self.iss_on_errors,
             "algs": self.algs,
             "state_file": str(Path(self._tmp.name) / "state.json"),
             "quiet_requests": not self.log_requests,
@@ -858,6 +868,14 @@ class OpenIDProvider:
         )
         if result.location is None:
             raise IdPError(f"login ended on IdP page {result.page!r} at {result.url}")
+        return result.location
+
+    def cancel(self, url: str, *, client: httpx.Client | None = None) -> str:
+        """Start at an authorization URL and press Cancel on the IdP's login page; returns the
+        redirect back to the RP (``error=access_denied``) without requesting it."""
+        result = browse(url, idp_origin=self.base_url, cancel=True, client=client)
+        if result.location is None:
+            raise IdPError(f"cancel ended on IdP page {result.page!r} at {result.url}")
         return result.location
 
     def confirm_device(

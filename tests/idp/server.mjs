@@ -19,6 +19,8 @@
 //                     as some IdPs do); default true
 //   refresh_expires_with_session  null (default): tokens end with the IdP session unless
 //                     offline_access was granted; true: always; false: never
+//   iss_on_errors     false: error redirects (e.g. the user pressed Cancel) carry no `iss`
+//                     although discovery advertises it, as some IdPs do; default true
 //
 // Everything is logged to stderr. Admin endpoints live under /__admin/ (never under the issuer
 // path prefix).
@@ -53,6 +55,7 @@ const algs = Array.isArray(config.algs) && config.algs.length ? config.algs : ['
 const claimsInIdToken = config.claims_in_id_token !== false;
 const groupsInProfile = config.groups_in_profile !== false;
 const idTokenOnRefresh = config.id_token_on_refresh !== false;
+const issOnErrors = config.iss_on_errors !== false;
 // null/undefined: oidc-provider's default -- tokens die with the IdP session (logout, disable)
 // unless the offline_access scope was granted (needs prompt=consent); true/false: always/never.
 const refreshExpiresWithSession = typeof config.refresh_expires_with_session === 'boolean'
@@ -202,7 +205,10 @@ class SharedMemoryAdapter {
   }
 
   async revokeByGrantId(grantId) {
-    for (const [key, payload] of storeEntries()) {
+    // only this model's entries (oidc-provider calls it per token model): an Interaction that
+    // carries the grant id must survive, e.g. while another account signs in over an IdP
+    // session whose grant is being revoked ("use another account")
+    for (const [key, payload] of storeEntries(this.model)) {
       if (payload.grantId === grantId) store.delete(key);
     }
   }
@@ -277,6 +283,7 @@ ${error ? `<p id="error" class="error">${esc(error)}</p>` : ''}
   <label for="password">Password</label>
   <input id="password" name="password" type="password" required>
   <button id="submit" type="submit">Sign in</button>
+  <button id="cancel" type="submit" name="cancel" value="yes" formnovalidate>Cancel</button>
 </form>`, 'login');
 }
 
@@ -414,6 +421,20 @@ function buildProvider() {
       }
     });
   }
+  if (!issOnErrors) {
+    // RFC 9207 says an IdP that advertises `iss` MUST send it on every authorization response;
+    // some send it only with a code. Mimic them: drop `iss` from error redirects.
+    provider.use(async (ctx, next) => {
+      await next();
+      const location = ctx.response.get('location');
+      if (!location || !/[?&]error=/.test(location)) return;
+      const url = new URL(location);
+      if (url.searchParams.has('error') && url.searchParams.has('iss')) {
+        url.searchParams.delete('iss');
+        ctx.response.set('location', url.toString());
+      }
+    });
+  }
   provider.on('server_error', (ctx, err) => log('server_error', String(err?.stack || err)));
   provider.on('grant.error', (ctx, err) => log('grant.error', err.error || '', err.error_description || String(err)));
   provider.on('authorization.error', (ctx, err) => log('authorization.error', err.error || '', err.error_description || String(err)));
@@ -501,6 +522,14 @@ async function handleInteraction(req, res, rest) {
   if (prompt.name === 'login') {
     if (req.method === 'POST' && action === 'login') {
       const form = new URLSearchParams(await readBody(req));
+      if (form.get('cancel')) {
+        log('login cancelled', params.client_id);
+        const location = await provider.interactionResult(req, res, {
+          error: 'access_denied', error_description: 'End-User cancelled the sign-in',
+        }, { mergeWithLastSubmission: false });
+        redirect(res, location);
+        return;
+      }
       const username = form.get('username') || '';
       const password = form.get('password') || '';
       const user = findUserByUsername(username);

@@ -362,7 +362,7 @@ def test_environments_keep_signing_in_and_report_staleness_without_console(
 
 
 def test_deregistered_environment_gets_401(cluster: Cluster) -> None:
-    envs = cluster.api("GET", "/api/v1/environments").json()
+    envs = cluster.api("GET", "/api/v1/environments").json()["items"]
     dev_id = next(e["id"] for e in envs if e["name"] == "dev")
     credential = _stored_credential(cluster.dev)
     changes = f"{cluster.console.url}/api/v1/sync/changes"

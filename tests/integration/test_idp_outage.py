@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from gatehouse.runtime import Runtime
+from gatehouse.store.models import AuditEvent, utcnow
 from gatehouse.store.models import Session as SessionRow
-from gatehouse.store.models import utcnow
 from helpers import ADMIN_PASSWORD, PUBLIC_URL, console_login
 from idp.plugin import IdPFactory
 from idp_helpers import configure_idp, id_token_for, me, sign_in
@@ -76,6 +76,11 @@ def test_idp_stopped_and_restarted_sessions_and_tokens_survive_new_sign_ins_get_
         db.execute(update(SessionRow).values(access_token_expires_at=utcnow()))
     assert me(client).json()["username"] == "alice"  # refresh failed, session kept
     assert me(client).status_code == 200
+    with runtime.db.session() as db:  # audited for the home page, not on every request
+        failed = list(
+            db.scalars(select(AuditEvent).where(AuditEvent.action == "session.refresh_failed"))
+        )
+    assert [e.reason for e in failed] == ["idp_unavailable"]
     assert (
         metric(client, "gatehouse_oidc_refresh_total", outcome="idp_unavailable") > refresh_failures
     )
@@ -86,6 +91,11 @@ def test_idp_stopped_and_restarted_sessions_and_tokens_survive_new_sign_ins_get_
 
     unreachable = total(client, "gatehouse_idp_unavailable_total")
     with TestClient(app, base_url=PUBLIC_URL) as newcomer:
+        # discovery is still cached: the start probes the IdP instead of sending the browser
+        # to a dead authorization endpoint, and the page says why
+        cached = newcomer.get("/auth/oidc/start", follow_redirects=False)
+        assert cached.status_code == 503 and "Identity provider unavailable" in cached.text
+        assert "127.0.0.1: connection refused" in cached.text
         runtime.idp.invalidate()  # a replica that never reached the IdP
         page = newcomer.get("/auth/oidc/start", follow_redirects=False)
         assert page.status_code == 503 and page.headers["retry-after"]

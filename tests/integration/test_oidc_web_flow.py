@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 
 from gatehouse.domain.signin.common import open_claims
 from gatehouse.runtime import Runtime
+from gatehouse.store.models import AuditEvent, User
 from gatehouse.store.models import Session as SessionRow
-from gatehouse.store.models import User
 from idp.fixture import OpenIDProvider
 from idp.plugin import running_idp
 from idp_helpers import configure_idp, me, sign_in
@@ -102,6 +102,13 @@ def test_refresh_refused_at_idp_ends_session_at_next_request(
         assert row.revoked_at is not None and row.revoked_reason == "idp_refused_refresh"
         page = client.get("/account", follow_redirects=False)
         assert page.status_code == 303 and page.headers["location"].startswith("/login")
+        # the browser is told why, and the home page's "recent problems" reads the audit row
+        assert "ended at the identity provider" in client.get(page.headers["location"]).text
+        with runtime.db.session() as db:
+            failed = db.scalars(
+                select(AuditEvent).where(AuditEvent.action == "session.refresh_failed")
+            ).one()
+        assert (failed.reason, failed.target_id) == ("idp_refused_refresh", str(user_id))
     finally:
         short_lived_idp.enable_user("bob-sub")
 

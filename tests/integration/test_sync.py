@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,14 +94,24 @@ def test_user_created_on_console_can_sign_in_on_environment_after_one_sync(
 
 
 def test_idle_sync_is_a_not_modified_answer(
-    runtime: Runtime, register: Callable[[str], str], make_env: Any, client: TestClient
+    runtime: Runtime,
+    register: Callable[[str], str],
+    make_env: Any,
+    client: TestClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     _, sync = make_env("dev", register("dev"))
-    assert sync.run_once()
-    statuses: list[int] = []
-    client.event_hooks["response"].append(lambda r: statuses.append(r.status_code))
-    assert sync.run_once()
+    with caplog.at_level(logging.DEBUG, logger="gatehouse.sync"):
+        assert sync.run_once()
+        assert any(r.levelno == logging.INFO and "applied" in r.message for r in caplog.records)
+        caplog.clear()
+        statuses: list[int] = []
+        client.event_hooks["response"].append(lambda r: statuses.append(r.status_code))
+        assert sync.run_once()
     assert statuses == [304]
+    # an idle poll logs at DEBUG only: INFO is for changes and errors
+    ours = [r for r in caplog.records if r.name.startswith("gatehouse")]
+    assert ours and {r.levelno for r in ours} == {logging.DEBUG}
 
 
 def test_roles_are_enforced_per_environment(
@@ -174,7 +185,7 @@ def test_deregistered_environment_gets_401_and_keeps_its_copy(
 ) -> None:
     env_rt, sync = make_env("dev", register("dev"))
     assert sync.run_once()
-    env_id = client.get("/api/v1/environments", headers=admin_headers).json()[0]["id"]
+    env_id = client.get("/api/v1/environments", headers=admin_headers).json()["items"][0]["id"]
     assert client.delete(f"/api/v1/environments/{env_id}", headers=admin_headers).status_code == 204
     assert not sync.run_once()
     with env_rt.db.session() as db:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from gatehouse.domain.crypto import sha256_hex
 from gatehouse.runtime import Runtime
 from gatehouse.store.models import Session as SessionRow
+from gatehouse.store.models import User
 from gatehouse.web.app import create_app
 from helpers import ADMIN_PASSWORD, console_login, csrf_from, make_settings
 
@@ -97,6 +98,89 @@ def test_idle_timeout_ends_the_session(
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     with runtime.db.session() as db:
         assert db.scalars(select(SessionRow)).one().revoked_reason == "idle_timeout"
+
+
+def _idle(runtime: Runtime, minutes: int = 31) -> None:
+    with runtime.db.session() as db:
+        row = db.scalars(select(SessionRow).where(SessionRow.revoked_at.is_(None))).one()
+        row.last_seen_at = row.last_seen_at - timedelta(minutes=minutes)
+
+
+def test_the_browser_is_told_its_session_ended_after_inactivity(
+    client: TestClient, local_admin: int, runtime: Runtime
+) -> None:
+    console_login(client)
+    _idle(runtime)
+    r = client.get("/users?q=x", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?return_to=%2Fusers%3Fq%3Dx"
+    assert COOKIE not in client.cookies  # the dead cookie is dropped: the notice shows once
+    page = client.get(r.headers["location"])
+    assert "Your session ended after 30 minutes of inactivity — sign in again." in page.text
+    assert "session ended" not in client.get("/login").text
+
+
+def test_the_notice_names_the_absolute_limit(
+    client: TestClient, local_admin: int, runtime: Runtime
+) -> None:
+    console_login(client)
+    with runtime.db.session() as db:
+        row = db.scalars(select(SessionRow)).one()
+        row.expires_at = row.created_at
+    page = client.get("/account")
+    assert "Your session reached its limit of 12 hours — sign in again." in page.text
+
+
+def test_a_form_posted_after_its_session_ended_is_kept_for_the_same_user_only(
+    client: TestClient, local_admin: int, runtime: Runtime, make_user: Callable[..., int]
+) -> None:
+    make_user("other", password="other-password-123", local_admin=True)
+    console_login(client)
+    form = client.get("/users/new")
+    _idle(runtime)
+    typed = {
+        "csrf_token": csrf_from(form.text),
+        "username": "dave",
+        "email": "dave@example.com",
+        "display_name": "Dave <Davis>",
+        "password": "never-kept-password-1",
+    }
+    r = client.post(
+        "/users/new",
+        data=typed,
+        headers={"Referer": "http://127.0.0.1:8000/users/new"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/login?return_to=%2Fusers%2Fnew"
+    notice = client.get("/login").text
+    assert "inactivity" in notice and "What you typed is kept" in notice
+    with runtime.db.session() as db:  # nothing was created
+        assert db.scalar(select(User).where(User.username == "dave")) is None
+    draft = client.cookies.get("gatehouse_draft")
+    assert draft and "dave" not in draft  # sealed, not readable by the browser
+
+    # another local admin signing in on this browser does not get it
+    console_login(client, "other", "other-password-123")
+    assert 'id="form-draft"' not in client.get("/users/new").text
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/account").text)})
+
+    console_login(client, return_to="/users/new")
+    page = client.get("/users/new")
+    assert 'id="form-draft"' in page.text and "filled in again" in page.text
+    kept = page.text.split('id="form-draft">')[1].split("</script>")[0]
+    assert "dave@example.com" in kept and "never-kept" not in kept and "csrf" not in kept
+    assert "<Davis>" not in kept  # escaped inside the script element
+    assert 'id="form-draft"' not in client.get("/users/new").text  # put back once
+
+
+def test_a_forged_form_on_an_ended_session_is_refused_and_nothing_is_kept(
+    client: TestClient, local_admin: int, runtime: Runtime
+) -> None:
+    console_login(client)
+    _idle(runtime)
+    r = client.post(
+        "/users/new", data={"csrf_token": "forged", "username": "x"}, follow_redirects=False
+    )
+    assert r.status_code == 403 and "gatehouse_draft" not in client.cookies
 
 
 def test_absolute_lifetime_ends_an_active_session(

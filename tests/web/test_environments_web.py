@@ -30,6 +30,24 @@ def test_register_returns_join_token_once_with_the_command(
     assert "join_token" not in listed.json() and listed.json()["state"] == "pending"
 
 
+def test_environment_list_is_paginated_like_users(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    for name in ("prod", "dev", "test"):
+        registered = client.post(
+            "/api/v1/environments",
+            json={"name": name, "base_url": f"https://{name}.example.com", "kind": name},
+            headers=admin_headers,
+        )
+        assert registered.status_code == 201, registered.text
+    first = client.get("/api/v1/environments?per_page=2", headers=admin_headers).json()
+    assert (first["total"], first["page"], first["per_page"]) == (3, 1, 2)
+    second = client.get("/api/v1/environments?per_page=2&page=2", headers=admin_headers).json()
+    names = [e["name"] for e in first["items"] + second["items"]]
+    assert sorted(names) == ["dev", "prod", "test"] and len(set(names)) == 3
+    assert client.get("/api/v1/environments?per_page=0", headers=admin_headers).status_code == 422
+
+
 def test_environment_api_is_for_administrators(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:

@@ -48,6 +48,36 @@ def test_username_unique_case_insensitively_after_nfkc(
     r = client.post("/api/v1/users", headers=admin_headers, json={"username": name})
     assert r.status_code == 409
     assert r.json()["error"] == "username_taken"
+    assert r.json()["detail"].startswith("A user named Alice already exists")
+
+
+def test_duplicate_message_names_the_stored_user_not_the_typed_case(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    client.post("/api/v1/users", headers=admin_headers, json={"username": "alice"})
+    r = client.post("/api/v1/users", headers=admin_headers, json={"username": "Alice"})
+    assert r.status_code == 409
+    assert r.json()["detail"] == (
+        "A user named alice already exists (usernames ignore case and width, so Alice is taken)."
+    )
+
+
+def test_apostrophes_in_usernames_and_emails_are_accepted_and_escaped(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    r = client.post(
+        "/api/v1/users",
+        headers=admin_headers,
+        json={"username": "o'brien", "email": "o'brien@example.com", "display_name": "Pat O'Brien"},
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["username"], body["email"]) == ("o'brien", "o'brien@example.com")
+    found = client.get("/api/v1/users?q=o'b", headers=admin_headers).json()
+    assert [u["username"] for u in found["items"]] == ["o'brien"]
+    page = client.get(f"/users/{body['id']}", headers=admin_headers)
+    assert page.status_code == 200
+    assert "o&#39;brien" in page.text and "o'brien" not in page.text  # escaped in HTML
 
 
 def test_search_and_pagination(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # the SDK (httpx, joserfc) is imported by the commands that use it
@@ -43,7 +44,8 @@ auth_app = typer.Typer(
     help="Manage your sign-ins to Gatehouse servers.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
 )
-err = Console(stderr=True)
+#: soft_wrap: rich never breaks a sentence, a date or a URL across lines (see cli/common.py)
+err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -106,6 +108,14 @@ def _resolve_server(cache: TokenCache, server: str | None) -> str:
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _expiry(ts: float, now: float) -> str:
+    """``2026-11-29 20:45:04 UTC (in 9 min)`` or ``expired 3 min ago``."""
+    left = int(ts - now)
+    minutes = abs(left) // 60
+    span = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+    return f"{_when(ts)} (in {span})" if left > 0 else f"expired {span} ago"
 
 
 def _iso(ts: float) -> str:
@@ -212,17 +222,25 @@ def _login_browser(
     status = err.status("Contacting the server…", spinner="dots")
 
     def on_url(url: str, opened: bool) -> None:
-        if not opened:
-            status.stop()
-            why = "" if not open_browser else "Could not open a browser. "
-            err.print(f"{why}Open this link in a browser on this machine to sign in:")
-            sys.stderr.write(f"\n    {url}\n\n")
-            sys.stderr.flush()
-            status.start()
-        status.update(
+        # the link is always shown: $BROWSER may "succeed" and open nothing at all
+        status.stop()
+        if opened:
+            err.print("Opening your browser… if nothing opens, visit:", highlight=False)
+        elif open_browser:
+            err.print("Could not open a browser. Open this link in a browser on this machine:")
+        else:
+            err.print("Open this link in a browser on this machine to sign in:")
+        sys.stderr.write(f"\n    {url}\n\n")  # raw: never wrapped, never marked up
+        sys.stderr.flush()
+        waiting = (
             f"Waiting for you to sign in in the browser (up to {timeout / 60:g} min; "
             "Ctrl-C to cancel)…"
         )
+        if err.is_terminal:
+            status.update(waiting)
+            status.start()
+        else:
+            err.print(waiting, highlight=False)
 
     opener = None if open_browser else (lambda _url: False)
     with status:
@@ -287,18 +305,20 @@ def status(as_json: JsonOpt = False) -> None:
     if not sessions:
         err.print("You are not signed in to any server; run `gatehouse login SERVER_URL`.")
         raise typer.Exit(EXIT_NOT_SIGNED_IN)
-    table = Table(title=None, show_edge=False, header_style="bold")
-    table.add_column("Server", no_wrap=True)
-    table.add_column("User", no_wrap=True)
-    for column in ("Signed in with", "Token expires", "Session"):
-        table.add_column(column)
     now = time.time()
-    for s in sessions:
-        expiry = _when(s.access_expires_at) if s.access_expires_at > now else "expired"
-        session = "renews itself" if s.renewable else "ends with the token"
-        method = "identity provider" if s.method == "oidc" else "local password"
-        table.add_row(s.server, s.username or "?", method, expiry, session)
-    out.print(table)
+    for number, s in enumerate(sessions):
+        # one block per server, label and value per line: readable at any terminal width
+        if number:
+            out.print()
+        out.print(f"[bold]{escape(s.server)}[/]", highlight=False)
+        facts = Table.grid(padding=(0, 2))
+        facts.add_column(style="dim", no_wrap=True)
+        facts.add_column(overflow="fold")
+        facts.add_row("  user", escape(s.username or "?"))
+        facts.add_row("  signed in with", "identity provider" if s.method == "oidc" else "password")
+        facts.add_row("  token expires", _expiry(s.access_expires_at, now))
+        facts.add_row("  session", "renews itself" if s.renewable else "ends with the token")
+        out.print(facts)
 
 
 @auth_app.command("token")

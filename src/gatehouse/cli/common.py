@@ -15,8 +15,10 @@ from rich.markup import escape
 if TYPE_CHECKING:  # the server stack is imported by the commands that need it: tools start fast
     from gatehouse.settings import Settings
 
-err = Console(stderr=True)
-out = Console()
+#: soft_wrap: rich never breaks a line itself (a sentence, a date or a URL stays whole; the
+#: terminal wraps long lines, and copying one gives it back intact)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

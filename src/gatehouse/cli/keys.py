@@ -5,13 +5,15 @@ The logic is in :mod:`gatehouse.domain.keyrotation`; this module reads options a
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from gatehouse.cli.common import fail, out, settings_or_exit
+from gatehouse.cli.progress import progress
 
 if TYPE_CHECKING:
     from gatehouse.domain.keyrotation import Report
@@ -23,6 +25,22 @@ def _table(report: Report) -> Table:
     for name, c in report.columns.items():
         table.add_row(name, str(c.current), str(c.old), str(c.unreadable), str(c.rewritten))
     return table
+
+
+def _json(report: Report, *, started: bool, kid: str | None) -> dict[str, Any]:
+    return {
+        "started": started,
+        "new_signing_key": kid,
+        "columns": {
+            name: {
+                "active_key": c.current,
+                "old_key": c.old,
+                "unreadable": c.unreadable,
+                "reencrypted": c.rewritten,
+            }
+            for name, c in report.columns.items()
+        },
+    }
 
 
 app = typer.Typer(help="The secret key that encrypts secrets at rest.")
@@ -41,6 +59,9 @@ def rotate(
     batch_size: Annotated[
         int, typer.Option(min=1, max=10_000, help="Rows re-encrypted per transaction.")
     ] = 200,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (no progress bar).")
+    ] = False,
 ) -> None:
     """Re-encrypt every secret under a new key while the server runs (run again to resume).
 
@@ -58,9 +79,17 @@ def rotate(
         started = keyrotation.begin(settings, new_key)
     except keyrotation.RotationError as exc:
         raise fail(str(exc), 2) from exc
-    with open_runtime(settings) as rt:  # built after begin: the new key is active
+    with (
+        open_runtime(settings) as rt,  # built after begin: the new key is active
+        progress("Re-encrypting", quiet=as_json, unit="values") as step,
+    ):
         rt.tokens.load_keys(create=False)
-        report, kid = keyrotation.reencrypt(rt.db, rt.box, rt.tokens, batch_size=batch_size)
+        report, kid = keyrotation.reencrypt(
+            rt.db, rt.box, rt.tokens, batch_size=batch_size, progress=step
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(_json(report, started=started, kid=kid)) + "\n")
+        return
     out.print("New key active; the old one only decrypts." if started else "Resumed.")
     out.print(_table(report))
     if kid:

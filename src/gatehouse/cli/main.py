@@ -27,7 +27,7 @@ app = typer.Typer(
     help="Gatehouse — single sign-on for the IT users of your platform, through your IdP.\n\n"
     "Run the console with `gatehouse serve`; sign tools in with `gatehouse login URL`.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: no <bool> beside flags, words wrap whole
     pretty_exceptions_enable=False,
 )
 
@@ -84,9 +84,7 @@ def serve(
         join_token=join_token,
         data_dir=data_dir,
     )
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     rt = Runtime(settings)
     try:
         rt.start()
@@ -110,6 +108,15 @@ def serve(
         server_header=False,
         log_level=settings.log_level.lower(),
     )
+
+
+def configure_logging(level: str) -> None:
+    """The server's log: ``level`` for Gatehouse; httpx's one INFO line per request (an
+    environment's sync poll every few seconds, each IdP call) only when ``level`` is DEBUG."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet = logging.DEBUG if logging.getLevelName(level) == logging.DEBUG else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def _first_run(rt: Runtime) -> None:

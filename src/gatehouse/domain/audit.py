@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from gatehouse.store.models import AuditEvent, User
@@ -90,12 +90,28 @@ def query(
         stmt = stmt.where(AuditEvent.at >= since)
     if q:
         like = f"%{q.lower()}%"
+        # the target user's name too: "alice" finds what was done *to* alice, not only by her
+        target_users = select(cast(User.id, String)).where(func.lower(User.username).like(like))
         stmt = stmt.where(
             or_(
                 func.lower(AuditEvent.action).like(like),
                 func.lower(AuditEvent.actor).like(like),
                 func.lower(func.coalesce(AuditEvent.reason, "")).like(like),
                 func.lower(func.coalesce(AuditEvent.target_id, "")).like(like),
+                and_(AuditEvent.target_type == "user", AuditEvent.target_id.in_(target_users)),
             )
         )
     return stmt
+
+
+def target_names(db: Session, events: list[AuditEvent]) -> dict[str, str]:
+    """The current username of every user that ``events`` target (one query), by target id."""
+    ids = {
+        int(target)
+        for e in events
+        if e.target_type == "user" and (target := e.target_id or "").isdigit()
+    }
+    if not ids:
+        return {}
+    rows = db.execute(select(User.id, User.username).where(User.id.in_(ids)))
+    return {str(user_id): name for user_id, name in rows}

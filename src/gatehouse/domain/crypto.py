@@ -12,14 +12,17 @@ it does not know: a running server follows ``gatehouse keys rotate`` without a r
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -47,6 +50,17 @@ class EncryptionContext(StrEnum):
     OIDC_FLOW = "oidc_flow:"  # + the flow's state hash
     SIGNING_KEY = "signing-key"
     SYNC_CREDENTIAL = "sync-credential"
+
+
+class BrowserContext(StrEnum):
+    """Labels of values the browser holds for us, sealed (:func:`seal`): never stored in the
+    database, so key rotation has nothing to re-encrypt; each lives minutes, and a value sealed
+    under the previous key still opens during a rotation."""
+
+    #: the ID token of a refused sign-in, kept only to sign out at the IdP (RP-initiated logout)
+    REFUSED_SIGN_IN = "browser.refused_sign_in"
+    #: what a form held when its session had ended, to fill it in again after sign-in
+    FORM_DRAFT = "browser.form_draft"
 
 
 class DecryptionError(Exception):
@@ -171,3 +185,30 @@ def sha256_hex(value: str) -> str:
 
 def random_token(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
+
+
+def seal(box: SecretBox, payload: dict[str, Any], *, context: BrowserContext, seconds: int) -> str:
+    """``payload`` encrypted and authenticated for the browser to hold (a cookie value), with
+    an expiry inside the ciphertext: only this installation can read it, and only under
+    ``context``, until ``seconds`` from now."""
+    body = json.dumps({"exp": int(time.time()) + seconds, "v": payload}, separators=(",", ":"))
+    blob = box.encrypt_str(body, context=context)
+    return base64.urlsafe_b64encode(blob).rstrip(b"=").decode()
+
+
+def unseal(box: SecretBox, value: str | None, *, context: BrowserContext) -> dict[str, Any] | None:
+    """What :func:`seal` sealed, or ``None``: absent, tampered with, another context, expired."""
+    if not value or len(value) > 8192:
+        return None
+    try:
+        blob = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        data = json.loads(box.decrypt_str(blob, context=context))
+    except (ValueError, DecryptionError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("v"), dict):
+        return None
+    exp = data.get("exp")
+    if not isinstance(exp, int) or exp <= time.time():
+        return None
+    payload: dict[str, Any] = data["v"]
+    return payload

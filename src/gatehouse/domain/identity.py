@@ -231,15 +231,17 @@ def match_user(
     claims: Mapping[str, Any],
     *,
     actor: Actor | None = None,
+    ip: str | None = None,
 ) -> User:
     """The IT user of a verified identity; binds it on first sign-in, creates it when JIT is on.
 
     ``claims``: the verified ID token claims, completed by UserInfo (whose ``sub`` was checked).
+    The binding and the group-derived roles are audited as done by ``actor``, by default the
+    user signing in (from ``ip``): it is their sign-in that makes those changes.
 
     :raises IdentityRefused: ``unknown_user``, ``account_disabled``, ``email_not_verified``,
         ``missing_claim``, ``claim_not_normalized``, ``ambiguous_user``, ``already_bound``
     """
-    who = actor or Actor.system("oidc")
     resolution = _resolve(db, settings, issuer, claims)
     sub = _subject(claims)
     user = resolution.user
@@ -248,6 +250,7 @@ def match_user(
         user = _create_jit_user(db, resolution.value, claims)
     assert user is not None
     _check_enabled(user)
+    who = actor or Actor.of(user, ip)
     if resolution.action in ("bind", "create"):
         user.idp_issuer = issuer
         user.idp_subject = sub

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gatehouse.domain.access_tokens import AccessTokenService
@@ -226,6 +226,10 @@ def _batches(
         last = rows[-1][0]
 
 
+#: ``progress(values_seen, values_total)``, told after each batch (the CLI draws a bar)
+Progress = Callable[[int, int], None]
+
+
 def _visit(
     db: Database,
     box: SecretBox,
@@ -234,9 +238,11 @@ def _visit(
     *,
     rewrite: bool,
     batch_size: int,
+    seen: Callable[[int], None] = lambda _n: None,
 ) -> None:
     model = column.pk.class_
     for rows in _batches(db, column, batch_size):
+        seen(len(rows))
         changes: list[tuple[Any, bytes, bytes]] = []
         for pk, blob in rows:
             if box.is_current(blob):
@@ -291,11 +297,43 @@ def _visit_credential(db: Database, box: SecretBox, counts: Counts, *, rewrite: 
         counts.current += 1
 
 
-def scan(db: Database, box: SecretBox, *, rewrite: bool = False, batch_size: int = 200) -> Report:
+def _total(db: Database) -> int:
+    """How many encrypted values there are (for a progress bar; one COUNT per column)."""
+    with db.session() as s:
+        return sum(
+            int(s.scalar(select(func.count()).where(c.column.is_not(None))) or 0) for c in COLUMNS
+        )
+
+
+def scan(
+    db: Database,
+    box: SecretBox,
+    *,
+    rewrite: bool = False,
+    batch_size: int = 200,
+    progress: Progress | None = None,
+) -> Report:
     """Count every encrypted value by key; with ``rewrite``, re-encrypt the old ones."""
     report = Report()
+    total = _total(db) if progress is not None else 0
+    done = 0
+
+    def seen(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, max(total, done))
+
     for column in COLUMNS:
-        _visit(db, box, column, report.of(column.name), rewrite=rewrite, batch_size=batch_size)
+        _visit(
+            db,
+            box,
+            column,
+            report.of(column.name),
+            rewrite=rewrite,
+            batch_size=batch_size,
+            seen=seen,
+        )
     _visit_credential(db, box, report.of(CREDENTIAL_NAME), rewrite=rewrite)
     return report
 
@@ -312,14 +350,19 @@ def _signing_key_predates(db: Database, box: SecretBox) -> bool:
 
 
 def reencrypt(
-    db: Database, box: SecretBox, tokens: AccessTokenService, *, batch_size: int = 200
+    db: Database,
+    box: SecretBox,
+    tokens: AccessTokenService,
+    *,
+    batch_size: int = 200,
+    progress: Progress | None = None,
 ) -> tuple[Report, str | None]:
     """Re-encrypt everything under the active key; a new signing key when ours predates it.
 
     Returns the report and the new signing key's kid (None when it was already current).
     """
     rotate_signing = _signing_key_predates(db, box)
-    report = scan(db, box, rewrite=True, batch_size=batch_size)
+    report = scan(db, box, rewrite=True, batch_size=batch_size, progress=progress)
     kid = tokens.rotate_signing_key() if rotate_signing else None
     return report, kid
 

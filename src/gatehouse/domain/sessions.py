@@ -95,6 +95,45 @@ def load_session(db: Session, raw: str, limits: SessionLimits) -> tuple[SessionR
     return row, user
 
 
+@dataclass(frozen=True)
+class EndedSession:
+    """A session cookie whose session has ended: why, and whose (for the sign-in page's notice
+    and for keeping what a form held, ``web/console/forms.py``)."""
+
+    reason: str
+    user_id: int
+    csrf_secret: str
+
+
+#: reasons a browser is told about on the sign-in page (others: the browser itself signed out,
+#: or the id was rotated at sign-in)
+TOLD_REASONS = frozenset(
+    {
+        "idle_timeout",
+        "expired",
+        "user_disabled",
+        "password_not_allowed",
+        "backchannel_logout",
+        "idp_refused_refresh",
+        "invalid_refreshed_id_token",
+        "idp_changed",
+        "idp_not_configured",
+        "tokens_unreadable",
+    }
+)
+
+
+def ended_session(db: Session, raw: str) -> EndedSession | None:
+    """Why the session of this cookie value ended, while its row is still kept (housekeeping
+    deletes ended sessions after a day); None for an unknown cookie or a live session."""
+    if not raw or len(raw) > 128:
+        return None
+    row = db.get(SessionRow, sha256_hex(raw))
+    if row is None or row.revoked_at is None or row.revoked_reason not in TOLD_REASONS:
+        return None
+    return EndedSession(row.revoked_reason, row.user_id, row.csrf_secret)
+
+
 def revoke(db: Session, raw: str, reason: str = "logout") -> SessionRow | None:
     row = db.get(SessionRow, sha256_hex(raw)) if raw else None
     if row is not None and row.revoked_at is None:

@@ -224,7 +224,7 @@ def exchange_id_token(
             claims = {**info, **claims}  # the signed ID token wins where both speak
         issuer = str(claims["iss"])
         with svc.db.session() as db:
-            user = match_user(db, ctx.settings, issuer, claims, actor=Actor.anonymous(ip))
+            user = match_user(db, ctx.settings, issuer, claims, ip=ip)
             users.mark_signed_in(user)
             roles, user_id = _granted(db, user, ip, action, issuer, client_id)
     except (Conflict, IdPNotConfigured, Unauthenticated, IdentityRefused, Unavailable) as exc:
@@ -265,7 +265,7 @@ def renew_access_token(
                 raise _identity_changed()
         info = _userinfo(ctx, client_id, idp_access_token, subject)
         with svc.db.session() as db:
-            user = match_user(db, ctx.settings, issuer, info, actor=Actor.anonymous(ip))
+            user = match_user(db, ctx.settings, issuer, info, ip=ip)
             if user.id != user_id:
                 raise _identity_changed()
             roles, _ = _granted(db, user, ip, action, issuer, client_id)

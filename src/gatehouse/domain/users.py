@@ -24,7 +24,10 @@ from gatehouse.store.models import Environment, Role, RoleAssignment, User, utcn
 from gatehouse.store.models import Session as SessionRow
 
 ROLE_NAMES = ("Administrator", "Developer", "Viewer")
-_USERNAME_RE = re.compile(r"^[^\W_][\w.@+-]*$")
+#: letters, digits and . _ - @ + ' (the ASCII apostrophe: IdP usernames and e-mail local parts
+#: like o'brien carry it). Typographic apostrophes (U+2019) stay out: they would pass for
+#: "o'brien" while being another account.
+_USERNAME_RE = re.compile(r"^[^\W_][\w.@+'-]*$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 USERNAME_MAX = 150
 
@@ -44,7 +47,7 @@ def validate_username(raw: object) -> str:
         )
     if not _USERNAME_RE.match(name):
         raise InvalidInput(
-            "The username may contain letters, digits and . _ - @ + and must start with a "
+            "The username may contain letters, digits and . _ - @ + ' and must start with a "
             "letter or digit.",
             code="invalid_username",
         )
@@ -184,8 +187,11 @@ def create_user(
     policy.check_create(local_admin=local_admin, password=password)
     if password is not None:
         passwords.check_strength(password, name)
-    if db.scalar(select(User.id).where(User.username_key == key)) is not None:
-        raise Conflict(f"A user named {name!r} already exists.", code="username_taken")
+    existing = db.scalar(select(User.username).where(User.username_key == key))
+    if existing is not None:
+        # name the stored user: "Alice" is taken because "alice" exists (case is ignored)
+        same = "" if existing == name else f" (usernames ignore case and width, so {name} is taken)"
+        raise Conflict(f"A user named {existing} already exists{same}.", code="username_taken")
     user = User(
         username=name,
         username_key=key,

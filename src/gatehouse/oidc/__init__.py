@@ -16,6 +16,7 @@ the caller, with explicit timeouts. One module per concept:
 ``userinfo``           the UserInfo endpoint
 ``device``             RFC 8628 device authorization grant (client side)
 ``native``             RFC 8252 loopback redirect receiver
+``reachability``       why an IdP cannot be reached (DNS, refused, TLS, timeout); a probe
 =====================  ===========================================================
 """
 
@@ -60,6 +61,7 @@ from .jwks import JWKSCache
 from .logout import VerifiedLogoutTokenClaims, validate_logout_token
 from .native import LoopbackRedirectServer
 from .pkce import challenge_s256, generate_verifier
+from .reachability import Reachability, probe
 from .tokens import TokenResponse, exchange_code, refresh, revoke
 from .userinfo import fetch_userinfo
 
@@ -82,6 +84,7 @@ __all__ = [
     "MetadataCache",
     "OIDCError",
     "ProviderMetadata",
+    "Reachability",
     "RefreshRefusedError",
     "TokenEndpointError",
     "TokenResponse",
@@ -103,6 +106,7 @@ __all__ = [
     "is_loopback_host",
     "parse_authorization_response",
     "poll_device_token",
+    "probe",
     "refresh",
     "revoke",
     "start_device_authorization",

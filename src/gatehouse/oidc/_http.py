@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from .errors import IdPUnavailableError
+from .reachability import cause
 
 #: timeout of every outbound request: 10 s overall, 5 s to connect
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -51,7 +52,8 @@ def send(
         ) from exc
     except httpx.HTTPError as exc:
         raise IdPUnavailableError(
-            "idp_unavailable", f"The identity provider's {what} could not be reached."
+            "idp_unavailable",
+            f"The identity provider's {what} could not be reached ({cause(exc)}).",
         ) from exc
     if response.status_code >= 500:
         raise IdPUnavailableError(

@@ -237,6 +237,16 @@ def _check_iss(params: Mapping[str, str], metadata: ProviderMetadata) -> None:
         )
 
 
+def _unverifiable_error(params: Mapping[str, str], metadata: ProviderMetadata) -> bool:
+    """An error response (``error``, no ``code``) lacking the ``iss`` its IdP advertises."""
+    return (
+        metadata.authorization_response_iss_parameter_supported
+        and params.get("iss") is None
+        and isinstance(params.get("error"), str)
+        and params.get("code") is None
+    )
+
+
 def parse_authorization_response(
     params: Mapping[str, str],
     *,
@@ -247,9 +257,18 @@ def parse_authorization_response(
 
     :raises AuthorizationResponseError: ``state_mismatch``, ``iss_mismatch``, ``iss_missing``,
         ``missing_code``
-    :raises IdPErrorResponse: the IdP answered with ``error`` (after state and iss passed)
+    :raises IdPErrorResponse: the IdP answered with ``error`` (after state and iss passed; or
+        with ``issuer_verified=False``, see below)
     """
     _check_state(params, expected_state)
+    if _unverifiable_error(params, metadata):
+        # RFC 9207 2.4: a response without the advertised iss MUST be rejected -- and it is:
+        # it carries no code, so nothing in it can sign anyone in. Some IdPs leave iss out of
+        # error redirects (the user pressed Cancel); saying "the sign-in was cancelled or
+        # denied" is then safe, as long as the caller never treats it as the IdP's verdict.
+        raise IdPErrorResponse(
+            str(params["error"]), params.get("error_description"), issuer_verified=False
+        )
     _check_iss(params, metadata)
     error = params.get("error")
     if error is not None:

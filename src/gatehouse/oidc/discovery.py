@@ -145,6 +145,7 @@ class ProviderMetadata(BaseModel):
     code_challenge_methods_supported: tuple[str, ...] | None = None
     scopes_supported: tuple[str, ...] | None = None
     grant_types_supported: tuple[str, ...] | None = None
+    prompt_values_supported: tuple[str, ...] | None = None
     authorization_response_iss_parameter_supported: Flag = False
     backchannel_logout_supported: Flag = False
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -94,13 +94,22 @@ class IdPErrorResponse(AuthorizationResponseError):
 
     :param idp_error: the IdP's ``error`` value, e.g. ``access_denied``
     :param idp_error_description: the IdP's ``error_description``, if any (IdP-controlled text)
+    :param issuer_verified: ``False`` when the response lacked the ``iss`` the IdP advertises
+        (RFC 9207): it is still refused, but nothing proves the IdP sent it
     """
 
     default_error = "idp_error"
 
-    def __init__(self, idp_error: str, idp_error_description: str | None = None) -> None:
+    def __init__(
+        self,
+        idp_error: str,
+        idp_error_description: str | None = None,
+        *,
+        issuer_verified: bool = True,
+    ) -> None:
         self.idp_error = idp_error
         self.idp_error_description = idp_error_description
+        self.issuer_verified = issuer_verified
         super().__init__(
             "idp_error", f"The identity provider answered with the error {idp_error!r}."
         )

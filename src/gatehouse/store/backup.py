@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
@@ -31,8 +32,21 @@ def sqlite_path(database_url: str) -> Path:
     return Path(database_url.removeprefix("sqlite:///"))
 
 
-def backup(database_url: str, target: Path) -> int:
-    """Copy the live database to ``target`` (mode 0600); returns its size in bytes."""
+#: pages copied per step of the online backup (4 KiB pages: 1 MiB per step)
+BACKUP_STEP_PAGES = 256
+
+#: ``progress(pages_done, pages_total)``, called after each step of a backup or restore
+Progress = Callable[[int, int], None]
+
+
+def backup(database_url: str, target: Path, progress: Progress | None = None) -> int:
+    """Copy the live database to ``target`` (mode 0600); returns its size in bytes.
+
+    The copy is one self-contained file: it is switched from WAL to the rollback journal, so
+    no ``-wal``/``-shm`` files appear beside it (restoring puts WAL back on first start). The
+    source is opened read-write, as every Gatehouse process opens it, so the last connection
+    to close removes the WAL files a read-only one would leave behind.
+    """
     source = sqlite_path(database_url)
     if not source.exists():
         raise BackupError(f"There is no database at {source}.")
@@ -41,10 +55,16 @@ def backup(database_url: str, target: Path) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+
+    def step(_status: int, remaining: int, total: int) -> None:
+        if progress is not None:
+            progress(total - remaining, total)
+
+    src = sqlite3.connect(source)
     dst = sqlite3.connect(target)
     try:
-        src.backup(dst)
+        src.backup(dst, pages=BACKUP_STEP_PAGES, progress=step)
+        dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()
         src.close()
@@ -55,7 +75,8 @@ def backup(database_url: str, target: Path) -> int:
 def _check(path: Path) -> str:
     known = {s.revision for s in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # immutable: no locks and no -wal/-shm files beside a backup that is only read
+        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         try:
             ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
             revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
@@ -71,8 +92,9 @@ def _check(path: Path) -> str:
     return str(revision)
 
 
-def restore(database_url: str, source: Path) -> Path:
-    """Replace the database with ``source``; returns where the previous one was kept."""
+def restore(database_url: str, source: Path, progress: Progress | None = None) -> Path:
+    """Replace the database with ``source``; returns where the previous one was kept.
+    ``progress`` follows the copy of the current database aside (the long part)."""
     target = sqlite_path(database_url)
     if not source.exists():
         raise BackupError(f"There is no backup at {source}.")
@@ -86,7 +108,7 @@ def restore(database_url: str, source: Path) -> Path:
         backup_of_current = kept
         if backup_of_current.exists():
             backup_of_current.unlink()
-        backup(database_url, backup_of_current)
+        backup(database_url, backup_of_current, progress)
     for suffix in ("-wal", "-shm"):
         Path(str(target) + suffix).unlink(missing_ok=True)
     os.replace(staging, target)

@@ -244,7 +244,12 @@ class AuditEvent(Base):
     """Append-only: no code path updates or deletes these rows."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_at", "at"),)
+    __table_args__ = (
+        Index("ix_audit_events_at", "at"),
+        # the console's home page (migration 0011, domain/dashboard.py)
+        Index("ix_audit_events_action_outcome_at", "action", "outcome", "at", "reason"),
+        Index("ix_audit_events_outcome_at", "outcome", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)

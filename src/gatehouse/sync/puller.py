@@ -256,6 +256,8 @@ class EnvironmentSync:
                 params["idp"] = fingerprint
             response = self._request("GET", url, credential.secret, params=params)
             if response.status_code == 304:
+                # every idle poll (each GATEHOUSE_SYNC_INTERVAL_SECONDS): DEBUG, never INFO
+                log.debug("sync: no change since revision %s", since)
                 self._record(error=None)
                 return
             body = response.json()
@@ -304,6 +306,13 @@ class EnvironmentSync:
         self.rt.users.invalidate()
         if body.get("idp") is not None:
             _forget_idp(self.rt)
+        log.info(
+            "sync: applied revision %s (%d users%s%s)",
+            body["revision"],
+            len(snapshot if snapshot is not None else body["users"]),
+            ", full copy" if snapshot is not None else "",
+            ", identity provider" if body.get("idp") is not None else "",
+        )
         return str(body["idp_fingerprint"])
 
     def _record(self, *, error: str | None) -> None:

@@ -19,10 +19,12 @@ from gatehouse import __version__, lifecycle
 from gatehouse.domain.errors import DomainError, TooManyAttempts
 from gatehouse.runtime import Runtime
 from gatehouse.settings import Settings, load_settings
-from gatehouse.web import logredact, routes
-from gatehouse.web.console.forms import LoginRequired
+from gatehouse.web import api_docs, logredact, routes
+from gatehouse.web.console.forms import DRAFT_COOKIE, DRAFT_SECONDS, LoginRequired
+from gatehouse.web.deps import session_cookie_name
 from gatehouse.web.errors import error_response, wants_json
 from gatehouse.web.middleware import SecurityMiddleware
+from gatehouse.web.templating import flash
 
 log = logging.getLogger("gatehouse.web")
 STATIC = Path(__file__).parent / "static"
@@ -42,7 +44,23 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        return RedirectResponse(exc.detail, status_code=303)
+        response = RedirectResponse(exc.detail, status_code=303)
+        rt: Runtime = request.app.state.runtime
+        if exc.notice:
+            flash(response, request, exc.notice, "info")
+        if exc.clear_session:
+            response.delete_cookie(session_cookie_name(rt), path="/")
+        if exc.draft:
+            response.set_cookie(
+                DRAFT_COOKIE,
+                exc.draft,
+                max_age=DRAFT_SECONDS,
+                path="/",
+                httponly=True,
+                secure=rt.settings.https,
+                samesite="lax",
+            )
+        return response
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
@@ -116,7 +134,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description="Single sign-on for IT users through your Identity Provider (OIDC).",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # web/api_docs.py: Swagger UI from the package, under our CSP
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -124,6 +142,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     logredact.install()
     app.add_middleware(SecurityMiddleware, settings=rt.settings)
+    api_docs.mount_assets(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     routes.include_all(app, rt)

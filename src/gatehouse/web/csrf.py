@@ -80,5 +80,14 @@ def verify(request: Request, principal: Principal | None, submitted: str | None)
         )
 
 
+def valid_for_ended_session(request: Request, csrf_secret: str, submitted: str | None) -> bool:
+    """Whether a form came from a page of a session that has since ended (its CSRF secret):
+    such a form's fields may be kept for after sign-in (``web/console/forms.py``), a form from
+    anywhere else never."""
+    if not _origin_ok(request) or not submitted:
+        return False
+    return bool(_box(request).verify("s:" + csrf_secret, submitted))
+
+
 def check_csrf_header(request: Request, principal: Principal) -> None:
     verify(request, principal, request.headers.get("x-csrf-token"))

@@ -119,10 +119,15 @@ def _session_principal(request: Request, rt: Runtime, raw: str) -> Principal | N
     with rt.db.session() as db:
         found = sessions.load_session(db, raw, rt.session_limits)
         row = found[0] if found is not None else None
+        if row is None:
+            # why it ended (idle, expired …): console pages tell the browser (web/console/forms)
+            request.state.ended_session = sessions.ended_session(db, raw)
     if row is None:
         return None
     # Outside the unit of work: never two sessions at once (SQLite has one writer).
     if not _session_still_valid(request, rt, row):
+        with rt.db.session() as db:
+            request.state.ended_session = sessions.ended_session(db, raw)
         return None  # e.g. the IdP refused to refresh this OIDC session's tokens
     user = rt.users.get(row.user_id)
     if user is None or not user.active:

@@ -25,29 +25,43 @@ from gatehouse.domain.signin import (
     SignInError,
     backchannel_logout,
     finish_flow,
+    refused_logout_url,
     start_flow,
 )
+from gatehouse.domain.signin.callback import REFUSED_LOGOUT_SECONDS
 from gatehouse.metrics import OIDC_CALLBACK
-from gatehouse.web.console.auth import set_session_cookie
+from gatehouse.web.console.auth import REFUSED_COOKIE, set_session_cookie
+from gatehouse.web.console.forms import Form
 from gatehouse.web.deps import RuntimeDep, get_runtime, resolve_principal, session_cookie_name
 from gatehouse.web.net import client_ip
 from gatehouse.web.redirects import resolve_return_to
-from gatehouse.web.templating import render
+from gatehouse.web.templating import redirect_with_flash, render
 
 router = APIRouter(include_in_schema=False)
 BROWSER_COOKIE = "gatehouse_oidc_browser"
+PROMPTS = ("none", "login", "select_account")
 
 
-def start_url(return_to: str, *, silent: bool = False) -> str:
-    """The local URL that begins a sign-in (``silent``: try ``prompt=none`` first)."""
+def start_url(return_to: str, *, silent: bool = False, prompt: str | None = None) -> str:
+    """The local URL that begins a sign-in (``silent``: try ``prompt=none`` first; ``prompt=
+    "select_account"``: ask the IdP for another account)."""
     query = {"return_to": return_to}
     if silent:
         query["prompt"] = "none"
+    elif prompt:
+        query["prompt"] = prompt
     return "/auth/oidc/start?" + urlencode(query)
 
 
 def _failure_page(request: Request, exc: SignInError, return_to: str = "/") -> Response:
-    return render(
+    """The readable page of a failed sign-in. A refused identity is named, with "Use another
+    account" (``prompt=select_account``) and "Sign out of the IdP" (RP-initiated logout with the
+    refused sign-in's ID token, sealed in a short-lived cookie)."""
+    refused = exc.refused
+    if refused is not None and refused.logout_origin:
+        # the sign-out form ends with a 303 to the IdP: this page's form-action must allow it
+        request.state.form_action_origin = refused.logout_origin
+    response = render(
         request,
         "oidc_error.html",
         {
@@ -55,12 +69,28 @@ def _failure_page(request: Request, exc: SignInError, return_to: str = "/") -> R
             "detail": exc.detail,
             "code": exc.code,
             "status": exc.status,
+            "refused": refused,
+            "cancelled": exc.cancelled,
             "retry_url": start_url(return_to),
-            "show_retry": exc.code not in ("unknown_user", "account_disabled", "oidc_not_active"),
+            "other_account_url": start_url(return_to, prompt="select_account"),
+            "show_retry": refused is None
+            and exc.code not in ("unknown_user", "account_disabled", "oidc_not_active"),
         },
         status_code=exc.status,
         headers={"Retry-After": "30"} if exc.status == 503 else None,
     )
+    if refused is not None and refused.sealed_logout:
+        rt = get_runtime(request)
+        response.set_cookie(
+            REFUSED_COOKIE,
+            refused.sealed_logout,
+            max_age=REFUSED_LOGOUT_SECONDS,
+            path="/",
+            httponly=True,
+            secure=rt.settings.https,
+            samesite="lax",
+        )
+    return response
 
 
 @router.get("/auth/oidc/start")
@@ -97,7 +127,7 @@ def oidc_start(
             return_to=target,
             purpose="test" if purpose == "test" else "login",
             browser_secret=request.cookies.get(BROWSER_COOKIE),
-            prompt="none" if prompt == "none" else None,
+            prompt=prompt if prompt in PROMPTS else None,
             ctx=ctx,
         )
     except SignInError as exc:
@@ -138,12 +168,14 @@ def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
         )
         result = finish_flow(rt.signin, callback)
     except SignInError as exc:
-        return _failure_page(request, exc)
+        return _failure_page(request, exc, resolve_return_to(request, exc.return_to))
     if isinstance(result, Restart):
         return RedirectResponse(start_url(result.return_to), status_code=303)
     if isinstance(result, SignedIn):
         response = RedirectResponse(resolve_return_to(request, result.return_to), status_code=303)
         set_session_cookie(response, rt, result.raw_session)
+        if REFUSED_COOKIE in request.cookies:
+            response.delete_cookie(REFUSED_COOKIE, path="/")
         return response
     principal = resolve_principal(request)
     if principal is None or not principal.user.is_admin:
@@ -158,6 +190,26 @@ def oidc_callback(request: Request, rt: RuntimeDep) -> Response:
             "userinfo_claims": sorted((result.userinfo_claims or {}).items()),
         },
     )
+
+
+@router.post("/auth/oidc/refused-logout")
+def oidc_refused_logout(request: Request, form: Form, rt: RuntimeDep) -> Response:
+    """The refused sign-in page's "Sign out of the IdP": RP-initiated logout with that sign-in's
+    ID token as ``id_token_hint``, so the next sign-in can use another account. Without a usable
+    seal (expired, another browser), back to the sign-in page, which says what to do."""
+    url = refused_logout_url(rt.signin, request.cookies.get(REFUSED_COOKIE))
+    if url is None:
+        return redirect_with_flash(
+            request,
+            "/login",
+            "Gatehouse could not sign you out at the identity provider (the refused sign-in is "
+            "too old). Sign out there yourself, or use “Sign in with …” and choose another "
+            "account.",
+            "error",
+        )
+    response = RedirectResponse(url, status_code=303)
+    response.delete_cookie(REFUSED_COOKIE, path="/")
+    return response
 
 
 @router.post("/auth/oidc/backchannel-logout")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from gatehouse.runtime import Runtime
-from gatehouse.web import forward_auth, oidc_routes
+from gatehouse.web import api_docs, forward_auth, oidc_routes
 from gatehouse.web.api import apps as api_apps
 from gatehouse.web.api import audit, auth, environments, health, idp, me, sync, users
 from gatehouse.web.api import tokens as api_tokens
@@ -31,6 +31,7 @@ def include_all(app: FastAPI, rt: Runtime) -> None:
     app.include_router(idp.router)
     app.include_router(idp_pages.router)
     app.include_router(pages.router)
+    app.include_router(api_docs.router)
 
 
 def _include_environments(app: FastAPI, rt: Runtime) -> None:

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gatehouse import __version__
 from gatehouse.web import csrf
+from gatehouse.web.console.forms import DRAFT_COOKIE, draft_for
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 FLASH_COOKIE = "gatehouse_flash"
@@ -69,6 +70,15 @@ def render(
 ) -> HTMLResponse:
     principal = _principal(request)
     flashes = _read_flashes(request)
+    draft = draft_for(request, principal)
+    if draft:
+        flashes.append(
+            {
+                "kind": "info",
+                "message": "What you typed before your session ended is filled in again: "
+                "check it and save.",
+            }
+        )
     ctx: dict[str, Any] = {
         "request": request,
         "principal": principal,
@@ -78,6 +88,7 @@ def render(
         "version": __version__,
         "role": request.app.state.runtime.settings.role,
         "nav": getattr(request.state, "nav", None),
+        "draft": draft,
     }
     ctx.update(context or {})
     response = TEMPLATES.TemplateResponse(
@@ -85,6 +96,8 @@ def render(
     )
     if flashes:
         response.delete_cookie(FLASH_COOKIE, path="/")
+    if draft:
+        response.delete_cookie(DRAFT_COOKIE, path="/")  # put back once
     csrf.set_pre_cookie(request, response)
     return response
 

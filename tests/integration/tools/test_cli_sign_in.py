@@ -88,6 +88,39 @@ def test_login_through_the_browser_then_whoami_status_token_and_logout(
     assert f"gatehouse login {url}" in after.stderr
 
 
+def test_login_always_shows_the_link_and_never_wraps_a_sentence_in_a_narrow_terminal(
+    server: Any, cli: Any, tools_idp: OpenIDProvider, tmp_path: Any
+) -> None:
+    """$BROWSER "succeeds" but opens nothing: the link is on screen all the same, and a
+    40-column terminal does not cut "token valid until … UTC" in two."""
+    silent = tmp_path / "browser-that-opens-nothing"
+    silent.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    silent.chmod(silent.stat().st_mode | stat.S_IXUSR)
+    process = cli.start("login", server.url, "--timeout", "30", BROWSER=str(silent), COLUMNS="40")
+    assert process.stderr is not None
+    lines: list[str] = []
+    link = None
+    deadline = time.monotonic() + 20
+    while link is None and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        link = line.strip() if line.startswith("    http") else None
+    while lines and "Waiting" not in lines[-1] and time.monotonic() < deadline:
+        lines.append(process.stderr.readline())  # said next, while nothing moves on screen
+    shown = "".join(lines)
+    assert link, shown
+    assert "Opening your browser… if nothing opens, visit:\n" in shown
+    assert "Waiting for you to sign in in the browser (up to 0.5 min; Ctrl-C to cancel)…" in shown
+    location = tools_idp.login(link, "alice", "alice-password")  # the person opens it by hand
+    assert httpx.get(location, trust_env=False).status_code == 200
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, shown + err
+    done = next(line for line in err.splitlines() if "Signed in to" in line)
+    assert re.search(r"as alice \(token valid until \S+ \S+ \S+; renews itself\)\.$", done), err
+
+
 def test_cache_files_are_private(server: Any, cli: Any, tools_idp: OpenIDProvider) -> None:
     login(cli, server.url, tools_idp)
     session_file = TokenCache(cli.config_dir, store="file").path_for(server.url)

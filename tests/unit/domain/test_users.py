@@ -32,6 +32,8 @@ def test_username_key_folds_german_sharp_s() -> None:
         "semi;colon",
         "slash/name",
         "\u0000nul",
+        "o\u2019brien",  # a typographic apostrophe would pass for o'brien
+        "'lead",
     ],
 )
 def test_invalid_usernames_are_refused(bad: str) -> None:
@@ -39,6 +41,9 @@ def test_invalid_usernames_are_refused(bad: str) -> None:
         validate_username(bad)
 
 
-@pytest.mark.parametrize("good", ["alice", "a.b-c_d", "user@example.com", "Zoë", "u+1", "7"])
+@pytest.mark.parametrize(
+    "good",
+    ["alice", "a.b-c_d", "user@example.com", "Zoë", "u+1", "7", "o'brien", "o'brien@example.com"],
+)
 def test_valid_usernames_are_accepted(good: str) -> None:
     assert validate_username(good)

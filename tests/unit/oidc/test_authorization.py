@@ -77,6 +77,24 @@ def test_authorization_response_rejected_when_iss_missing_and_advertised() -> No
                                      metadata=metadata)  # fmt: skip
 
 
+def test_error_response_without_advertised_iss_is_an_unverified_idp_error_never_a_code() -> None:
+    metadata = make_metadata(authorization_response_iss_parameter_supported=True)
+    cancelled = {"error": "access_denied", "state": "s1"}
+    with pytest.raises(IdPErrorResponse) as info:
+        parse_authorization_response(cancelled, expected_state="s1", metadata=metadata)
+    assert info.value.idp_error == "access_denied" and not info.value.issuer_verified
+    # the state is still checked first
+    with pytest.raises(AuthorizationResponseError, match="state_mismatch"):
+        parse_authorization_response(
+            dict(cancelled, state="forged"), expected_state="s1", metadata=metadata
+        )
+    # an error that also carries a code is no plain error response: iss_missing as before
+    with pytest.raises(AuthorizationResponseError, match="iss_missing"):
+        parse_authorization_response(
+            dict(cancelled, code="abc"), expected_state="s1", metadata=metadata
+        )
+
+
 def test_authorization_response_iss_absent_accepted_when_not_advertised() -> None:
     metadata = make_metadata(authorization_response_iss_parameter_supported=False)
     code = parse_authorization_response(
@@ -89,7 +107,7 @@ def test_authorization_response_error_param_raised_after_state_check() -> None:
     denied = {"error": "access_denied", "error_description": "User said no", "state": "s1"}
     with pytest.raises(IdPErrorResponse) as info:
         parse_authorization_response(denied, expected_state="s1", metadata=make_metadata())
-    assert info.value.idp_error == "access_denied"
+    assert info.value.idp_error == "access_denied" and info.value.issuer_verified
     assert info.value.idp_error_description == "User said no"
     forged = dict(denied, state="attacker")
     with pytest.raises(AuthorizationResponseError) as info2:

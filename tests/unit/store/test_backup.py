@@ -63,3 +63,23 @@ def test_restore_refuses_a_file_that_is_not_a_gatehouse_database(
 def test_postgres_url_points_to_pg_dump() -> None:
     with pytest.raises(BackupError, match="pg_dump"):
         backup("postgresql+psycopg://x@h/db", Path("/tmp/never"))
+
+
+def test_a_backup_is_one_file_and_leaves_no_wal_files_behind(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    rt = Runtime(make_settings(tmp_path, sqlite_url))
+    rt.start()
+    rt.close()  # the server stopped: its WAL files are gone
+    source = Path(sqlite_url.removeprefix("sqlite:///"))
+    steps: list[tuple[int, int]] = []
+    target = tmp_path / "out" / "gh.db"
+    backup(sqlite_url, target, progress=lambda done, total: steps.append((done, total)))
+    beside = sorted(p.name for p in target.parent.iterdir())
+    assert beside == ["gh.db"]
+    assert not Path(f"{source}-wal").exists() and not Path(f"{source}-shm").exists()
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert steps and steps[-1][0] == steps[-1][1] > 0  # progress reached the end
+    restore(sqlite_url, target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["gh.db"]

@@ -15,9 +15,9 @@ in and turns results and :class:`SignInError` into responses. Protocol checks ar
 """
 
 from gatehouse.domain.signin.callback import Callback, Restart, SignedIn, TestSignIn, finish_flow
-from gatehouse.domain.signin.common import SignInError, SignInServices
+from gatehouse.domain.signin.common import RefusedIdentity, SignInError, SignInServices
 from gatehouse.domain.signin.flow import CALLBACK_PATH, FLOW_LIFETIME, FlowStart, start_flow
-from gatehouse.domain.signin.logout import backchannel_logout, logout_url
+from gatehouse.domain.signin.logout import backchannel_logout, logout_url, refused_logout_url
 from gatehouse.domain.signin.refresh import REFRESH_MARGIN, SessionKeeper, refresh_due
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "REFRESH_MARGIN",
     "Callback",
     "FlowStart",
+    "RefusedIdentity",
     "Restart",
     "SessionKeeper",
     "SignInError",
@@ -36,5 +37,6 @@ __all__ = [
     "finish_flow",
     "logout_url",
     "refresh_due",
+    "refused_logout_url",
     "start_flow",
 ]

@@ -16,14 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from gatehouse.domain import audit, sessions, users
 from gatehouse.domain.audit import Actor
-from gatehouse.domain.crypto import EncryptionContext
+from gatehouse.domain.crypto import BrowserContext, EncryptionContext, seal
 from gatehouse.domain.identity import IdentityRefused, MatchPreview, claims_needed, match_user
 from gatehouse.domain.identity import preview_match as _preview_match
 from gatehouse.domain.idp import IdPContext
 from gatehouse.domain.signin.common import (
+    RefusedIdentity,
     SignInError,
     SignInServices,
     expiry,
@@ -35,6 +37,7 @@ from gatehouse.domain.signin.flow import Flow, consume_flow
 from gatehouse.metrics import OIDC_CALLBACK
 from gatehouse.oidc import (
     AuthorizationResponseError,
+    DiscoveryError,
     IdPErrorResponse,
     IdPUnavailableError,
     ProviderMetadata,
@@ -120,15 +123,22 @@ def _authorization_code(
             params, expected_state=flow.secrets.state, metadata=metadata
         )
     except IdPErrorResponse as exc:
+        # An error response never carries a code, so it can only end this attempt; when its
+        # iss was missing (exc.issuer_verified is False) it is not even the IdP's word, and
+        # the page says no more than "cancelled or refused, try again".
         if flow.prompt == "none" and exc.idp_error in INTERACTION_ERRORS:
             return Restart(flow.return_to)
         if exc.idp_error == "access_denied":
-            detail = "The identity provider did not let you sign in (access denied)."
-        else:
-            detail = (
-                f"The identity provider answered with the error {exc.idp_error!r}. "
-                "Try again, or ask an administrator."
-            )
+            raise SignInError(
+                "You cancelled the sign-in at the identity provider, or it refused you (access "
+                "denied). Nothing was changed: try again, or choose another account.",
+                code="access_denied",
+                status=403,
+                title="Sign-in cancelled",
+                cancelled=True,
+            ) from exc
+        who = "The identity provider answered" if exc.issuer_verified else "The sign-in came back"
+        detail = f"{who} with the error {exc.idp_error[:64]!r}. Try again, or ask an administrator."
         raise SignInError(detail, code="idp_error", status=403) from exc
     except AuthorizationResponseError as exc:
         raise SignInError(
@@ -244,12 +254,14 @@ def finish_flow(svc: SignInServices, callback: Callback) -> SignedIn | TestSignI
         result = _finish(svc, callback)
     except SignInError as exc:
         OIDC_CALLBACK.labels(outcome=exc.code).inc()
+        refused = exc.refused
         audit.record_now(
             svc.db.session,
             Actor.anonymous(callback.ip),
             "login.oidc",
             outcome="failure",
             reason=exc.code,
+            details={"issuer": refused.issuer, refused.claim: refused.value} if refused else None,
         )
         raise
     OIDC_CALLBACK.labels(
@@ -272,6 +284,17 @@ def _finish(svc: SignInServices, callback: Callback) -> SignedIn | TestSignIn | 
         )
     if flow.purpose == "login" and not active:
         raise SignInError("Single sign-on is not active.", code="oidc_not_active", status=409)
+    try:
+        return _finish_flow(svc, ctx, flow, callback)
+    except SignInError as exc:
+        if flow.purpose == "login":
+            exc.return_to = flow.return_to
+        raise
+
+
+def _finish_flow(
+    svc: SignInServices, ctx: IdPContext, flow: Flow, callback: Callback
+) -> SignedIn | TestSignIn | Restart:
     identity = _authenticate(ctx, flow, callback.params)
     if isinstance(identity, Restart):
         return identity
@@ -300,7 +323,7 @@ def _start_session(
     ip = callback.ip
     try:
         with svc.db.session() as db:
-            user = match_user(db, ctx.settings, issuer, identity.merged, actor=Actor.anonymous(ip))
+            user = match_user(db, ctx.settings, issuer, identity.merged, ip=ip)
             users.mark_signed_in(user)
             raw, _row = sessions.create_session(
                 db,
@@ -331,6 +354,44 @@ def _start_session(
             code=exc.code,
             status=403,
             title="Your account is not ready" if exc.code == "unknown_user" else "Sign-in refused",
+            refused=_refused_identity(svc, ctx, identity, issuer),
         ) from exc
     svc.users.invalidate(user_id)
     return SignedIn(raw_session=raw, user_id=user_id, return_to=flow.return_to)
+
+
+#: how long a refused sign-in's ID token stays usable for signing out at the IdP
+REFUSED_LOGOUT_SECONDS = 600
+
+
+def _refused_identity(
+    svc: SignInServices, ctx: IdPContext, identity: _Identity, issuer: str
+) -> RefusedIdentity:
+    """Who was refused (the claim users are matched by, else the subject), and the ID token
+    sealed for the browser so that "Sign out of the IdP" can send ``id_token_hint``."""
+    claim: str = ctx.settings.user_claim
+    value = identity.merged.get(claim)
+    if not isinstance(value, str) or not value.strip():
+        claim, value = "sub", str(identity.claims["sub"])
+    sealed = origin = None
+    try:
+        endpoint = ctx.metadata().end_session_endpoint
+    except (IdPUnavailableError, DiscoveryError):
+        endpoint = None
+    if endpoint:
+        parts = urlsplit(endpoint)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        sealed = seal(
+            svc.box,
+            {"id_token": identity.id_token, "issuer": issuer},
+            context=BrowserContext.REFUSED_SIGN_IN,
+            seconds=REFUSED_LOGOUT_SECONDS,
+        )
+    return RefusedIdentity(
+        issuer=issuer,
+        idp_name=ctx.settings.display_name,
+        claim=claim,
+        value=value[:320],
+        sealed_logout=sealed,
+        logout_origin=origin,
+    )

@@ -18,8 +18,13 @@ from sqlalchemy import delete, insert
 
 from gatehouse.domain.crypto import DecryptionError, EncryptionContext, random_token, sha256_hex
 from gatehouse.domain.idp import IdPContext, IdPNotConfigured
-from gatehouse.domain.signin.common import SignInError, SignInServices, provider_metadata
-from gatehouse.oidc import FlowSecrets, build_authorization_request
+from gatehouse.domain.signin.common import (
+    SignInError,
+    SignInServices,
+    idp_unavailable,
+    provider_metadata,
+)
+from gatehouse.oidc import FlowSecrets, ProviderMetadata, build_authorization_request
 from gatehouse.store.models import OIDCFlow, utcnow
 
 CALLBACK_PATH = "/auth/oidc/callback"
@@ -47,6 +52,20 @@ class Flow:
     config_version: int
 
 
+#: what a start may ask the IdP for: ``none`` (silent re-authentication), or another account
+Prompt = Literal["none", "login", "select_account"]
+
+
+def prompt_for(metadata: ProviderMetadata, wanted: str | None) -> str | None:
+    """The ``prompt`` to send. ``select_account`` ("use another account") only where the IdP
+    advertises it in ``prompt_values_supported``; elsewhere ``login`` (OIDC Core 3.1.2.1: every
+    OP knows it), which asks for credentials again instead of reusing the IdP session."""
+    if wanted == "select_account":
+        supported = metadata.prompt_values_supported or ()
+        return "select_account" if "select_account" in supported else "login"
+    return wanted if wanted in ("none", "login") else None
+
+
 def _valid_browser_secret(value: str | None) -> bool:
     return value is not None and 32 <= len(value) <= 128
 
@@ -63,10 +82,15 @@ def start_flow(
     """Build the authorization request and store its secrets (one-time, bound to the browser).
 
     :raises IdPNotConfigured: no configuration
-    :raises SignInError: ``idp_unavailable`` (discovery failed)
+    :raises SignInError: ``idp_unavailable`` (discovery failed, or the IdP does not answer
+        the probe of its authorization endpoint)
     """
     ctx = ctx if ctx is not None else svc.idp.current()
     metadata = provider_metadata(ctx, step="start")
+    reachable = svc.reachability.check(ctx.http, metadata.authorization_endpoint)
+    if not reachable.ok:  # never send the browser to an IdP that does not answer us
+        raise idp_unavailable("start", reachable.reason)
+    prompt = prompt_for(metadata, prompt)
     url, secrets = build_authorization_request(
         metadata,
         ctx.settings.client_id,

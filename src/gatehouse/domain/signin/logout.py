@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from gatehouse.domain import audit, replay
 from gatehouse.domain.audit import Actor
-from gatehouse.domain.crypto import DecryptionError, EncryptionContext
+from gatehouse.domain.crypto import BrowserContext, DecryptionError, EncryptionContext, unseal
 from gatehouse.domain.idp import IdPNotConfigured
 from gatehouse.domain.signin.common import SignInError, SignInServices, expiry
 from gatehouse.metrics import BACKCHANNEL_LOGOUT, IDP_UNAVAILABLE
@@ -39,16 +39,41 @@ def logout_url(svc: SignInServices, db: Session, row: SessionRow) -> str | None:
         return None
     if not metadata.end_session_endpoint or metadata.issuer != row.idp_issuer:
         return None
+    return _end_session_url(metadata.end_session_endpoint, id_token, svc, ctx.settings.client_id)
+
+
+def _end_session_url(endpoint: str, id_token: str, svc: SignInServices, client_id: str) -> str:
     params = urlencode(
         {
             "id_token_hint": id_token,
             "post_logout_redirect_uri": svc.public_url + "/login",
-            "client_id": ctx.settings.client_id,
+            "client_id": client_id,
         }
     )
-    parts = urlsplit(metadata.end_session_endpoint)
+    parts = urlsplit(endpoint)
     query = f"{parts.query}&{params}" if parts.query else params
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def refused_logout_url(svc: SignInServices, sealed: str | None) -> str | None:
+    """RP-Initiated Logout for a sign-in Gatehouse refused: the IdP's ``end_session_endpoint``
+    with the refused sign-in's ID token as ``id_token_hint`` (sealed in the browser by the
+    callback, ``BrowserContext.REFUSED_SIGN_IN``, for a few minutes). ``None`` when the seal is
+    unreadable or expired, the IdP changed, or it offers no such endpoint."""
+    kept = unseal(svc.box, sealed, context=BrowserContext.REFUSED_SIGN_IN)
+    if kept is None or not isinstance(kept.get("id_token"), str):
+        return None
+    try:
+        ctx = svc.idp.current()
+        metadata = ctx.metadata()
+    except (IdPNotConfigured, OIDCError):
+        IDP_UNAVAILABLE.labels(step="logout").inc()
+        return None
+    if not metadata.end_session_endpoint or metadata.issuer != kept.get("issuer"):
+        return None
+    return _end_session_url(
+        metadata.end_session_endpoint, kept["id_token"], svc, ctx.settings.client_id
+    )
 
 
 def _seen_jti(svc: SignInServices, issuer: str) -> Callable[[str, int], bool]:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from gatehouse.domain import audit
+from gatehouse.domain.audit import Actor
 from gatehouse.domain.crypto import DecryptionError, EncryptionContext
 from gatehouse.domain.idp import IdPContext, IdPNotConfigured
 from gatehouse.domain.signin.common import SignInServices, expiry, open_claims, seal_claims
@@ -39,6 +41,10 @@ REFRESH_MARGIN = timedelta(seconds=30)
 REFRESH_BACKOFF_SECONDS = 15.0
 
 FreshOutcome = Literal["fresh", "refreshed", "kept", "ended", "reauth"]
+#: refresh outcomes audited as ``session.refresh_failed``
+REFRESH_FAILURES = frozenset(
+    {"idp_refused_refresh", "invalid_refreshed_id_token", "idp_unavailable"}
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class SessionKeeper:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._retry_at: dict[str, float] = {}
+        self._next_unavailable_audit = 0.0
 
     def _lock(self, id_hash: str) -> threading.Lock:
         with self._guard:
@@ -209,8 +216,9 @@ class SessionKeeper:
         except (IdPUnavailableError, DiscoveryError):
             OIDC_REFRESH.labels(outcome="idp_unavailable").inc()
             IDP_UNAVAILABLE.labels(step="refresh").inc()
+            self._svc.reachability.forget()  # the next sign-in start probes the IdP again
             self._retry_at[id_hash] = time.monotonic() + REFRESH_BACKOFF_SECONDS
-            return _Update("kept")
+            return _Update("kept", "idp_unavailable")
         except OIDCError as exc:
             # another token endpoint answer (e.g. invalid_client after a secret rotation):
             # not a verdict on the user, so the session is kept and the refresh retried later
@@ -251,8 +259,30 @@ class SessionKeeper:
         except IdPNotConfigured:
             return timedelta(0)
 
-    @staticmethod
-    def _apply(db: Session, row: SessionRow, update: _Update) -> None:
+    def _audit_failure(self, db: Session, row: SessionRow, update: _Update) -> None:
+        """``session.refresh_failed`` (the console's home page lists them): every refusal,
+        which ends its session; an unreachable IdP at most once a minute per process, which
+        a busy console would otherwise write on every request of every session."""
+        if update.reason not in REFRESH_FAILURES:
+            return
+        if update.reason == "idp_unavailable":
+            now = time.monotonic()
+            if now < self._next_unavailable_audit:
+                return
+            self._next_unavailable_audit = now + 60.0
+        audit.record(
+            db,
+            Actor.system("session"),
+            "session.refresh_failed",
+            outcome="failure",
+            reason=update.reason,
+            target_type="user",
+            target_id=row.user_id,
+            details={"session_ended": update.outcome == "ended"},
+        )
+
+    def _apply(self, db: Session, row: SessionRow, update: _Update) -> None:
+        self._audit_failure(db, row, update)
         if update.outcome in ("ended", "reauth") and row.revoked_at is None:
             row.revoked_at = utcnow()
             row.revoked_reason = update.reason or "ended"

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from gatehouse.domain import environments
 from gatehouse.domain.environments import EnvironmentView
 from gatehouse.settings import Settings
 from gatehouse.store.models import Environment
-from gatehouse.web.api.schemas import StrictModel, error_responses
+from gatehouse.web.api.schemas import Page, StrictModel, error_responses
 from gatehouse.web.deps import CurrentAdmin, DbDep, RowId, RuntimeDep, actor_of
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
@@ -123,9 +123,27 @@ def _token_out(rt: RuntimeDep, db: DbDep, env: Environment, token: str) -> JoinT
     )
 
 
-@router.get("", response_model=list[EnvironmentOut], responses=ERRORS)
-def list_environments(db: DbDep, _admin: CurrentAdmin) -> list[EnvironmentOut]:
-    return [EnvironmentOut.of(v) for v in environments.view(db)]
+class EnvironmentPage(Page):
+    items: list[EnvironmentOut]
+
+
+@router.get("", response_model=EnvironmentPage, responses=ERRORS)
+def list_environments(
+    db: DbDep,
+    _admin: CurrentAdmin,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> EnvironmentPage:
+    """Registered environments by name, paginated like ``GET /api/v1/users``:
+    ``{"items", "total", "page", "per_page"}``."""
+    views = environments.view(db)
+    start = (page - 1) * per_page
+    return EnvironmentPage(
+        items=[EnvironmentOut.of(v) for v in views[start : start + per_page]],
+        total=len(views),
+        page=page,
+        per_page=per_page,
+    )
 
 
 @router.post("", status_code=201, response_model=JoinTokenOut, responses=ERRORS)

@@ -32,6 +32,7 @@ def audit_page(
             before_id=before_id,
         )
         rows = list(db.scalars(stmt.limit(PER_PAGE + 1)))
+        names = audit.target_names(db, rows)
     more = len(rows) > PER_PAGE
     rows = rows[:PER_PAGE]
     return render(
@@ -40,6 +41,7 @@ def audit_page(
         {
             "title": "Audit log",
             "rows": rows,
+            "names": names,
             "q": q,
             "outcome": outcome,
             "before_id": before_id,

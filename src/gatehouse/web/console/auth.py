@@ -20,6 +20,10 @@ from gatehouse.web.redirects import resolve_return_to
 from gatehouse.web.templating import redirect_with_flash, render
 
 router = APIRouter(include_in_schema=False)
+#: the refused sign-in's ID token, sealed (``BrowserContext.REFUSED_SIGN_IN``), for "Sign out of
+#: the IdP" (``web/oidc_routes.py``); while it is there, "Sign in with …" asks the IdP for
+#: another account instead of silently reusing the refused one
+REFUSED_COOKIE = "gatehouse_refused"
 
 
 def set_session_cookie(response: Response, rt: Any, raw: str) -> None:
@@ -57,6 +61,7 @@ def login_page(
             "error": error,
             "username": username,
             "return_to": return_to,
+            "switch_account": REFUSED_COOKIE in request.cookies,
         },
         status_code=status_code,
         headers=headers,
@@ -220,8 +225,3 @@ def password_change(
         return _password_page(request, rt, principal.user.id, errors, 400)
     rt.users.invalidate(principal.user.id)
     return redirect_with_flash(request, "/", "Your password has been changed.")
-
-
-@router.get("/")
-def home(request: Request, principal: ConsoleUser) -> Response:
-    return RedirectResponse("/users" if principal.user.is_admin else "/account", status_code=303)

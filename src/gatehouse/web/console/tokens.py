@@ -57,7 +57,7 @@ def tokens_page(request: Request, principal: ConsoleUser, rt: RuntimeDep) -> Res
 
 
 @router.post("/tokens")
-def create_token(request: Request, principal: ConsoleUser, rt: RuntimeDep, form: Form) -> Response:
+def create_token(request: Request, form: Form, principal: ConsoleUser, rt: RuntimeDep) -> Response:
     scopes = [s for s in api_tokens.SCOPES if form.get(f"scope_{s}") == "on"]
     days_raw = field(form, "days")
     name = field(form, "name")
@@ -96,7 +96,7 @@ def create_token(request: Request, principal: ConsoleUser, rt: RuntimeDep, form:
 
 @router.post("/tokens/{token_id}/revoke")
 def revoke_token(
-    token_id: RowId, request: Request, principal: ConsoleUser, rt: RuntimeDep, form: Form
+    token_id: RowId, request: Request, form: Form, principal: ConsoleUser, rt: RuntimeDep
 ) -> Response:
     with rt.db.session() as db:
         token = api_tokens.revoke_token(
